@@ -1,0 +1,3 @@
+"""significance: two-stage classification of photographs of works of art."""
+
+__version__ = "0.1.0"

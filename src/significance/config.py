@@ -1,0 +1,45 @@
+"""Hydra/OmegaConf glue: resolvers the configs use, and turning configs into plain values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from significance.tasks import discover_tasks, slugify
+
+
+def register_resolvers() -> None:
+    """Register `${slug:...}` and `${all_tasks:}`; safe to call more than once."""
+    OmegaConf.register_new_resolver("slug", slugify, replace=True)
+    OmegaConf.register_new_resolver("all_tasks", all_tasks, replace=True)
+
+
+def config_dirs() -> list[Path]:
+    """The folders Hydra composes this run's configuration from (`conf/`, `--config-dir`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    sources = HydraConfig.get().runtime.config_sources
+    return [Path(s.path) for s in sources if s.schema == "file" and Path(s.path).is_dir()]
+
+
+def all_tasks() -> str:
+    """Every task under `conf/task/`, comma-separated: the value of a sweep over all tasks.
+
+    Hydra's `glob(*)` does not descend into `task/<artwork type>/`, hence this resolver.
+    """
+    tasks: dict[str, Any] = {}
+    for directory in config_dirs():
+        if (directory / "task").is_dir():
+            tasks.update(discover_tasks(directory))
+    if not tasks:
+        raise ValueError("no task files found under task/ in the config search path")
+    return ",".join(sorted(tasks))
+
+
+def to_plain(config: DictConfig | Any) -> Any:
+    """A resolved config as plain dicts and lists (for checkpoints and wandb)."""
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)
+    return config

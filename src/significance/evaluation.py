@@ -1,0 +1,113 @@
+"""Evaluating a checkpoint on one device: the test split its run recorded, or another collection."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from significance.data.collection import index_collection
+from significance.data.datamodule import ArtworkDataModule, write_skipped
+from significance.data.split import write_split
+from significance.models.module import ArtworkClassifier, load_classifier
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KEYS = ("test/acc", "test/acc_macro", "test/f1_macro", "test/loss")
+
+
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    output_dir: str | Path,
+    data: dict[str, Any] | None = None,
+    split_file: str | Path | None = None,
+    batch_size: int = 64,
+    num_workers: int | str = "auto",
+    accelerator: str = "auto",
+) -> dict[str, Any]:
+    """Test `ckpt` on a single device, write `metrics.json` into `output_dir`, return the metrics.
+
+    Without `data.root`, the images are the test split that the training run wrote down
+    (`split_file`, by default the one its checkpoint names). With `data.root`, every labelled
+    image of that collection for the checkpoint's task is used instead.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model = load_classifier(ckpt)
+    trained_on = dict(model.hparams.get("data") or {})
+    other = {key: value for key, value in (data or {}).items() if value is not None}
+    if other.get("root"):
+        data_config = {"layout": "annotations", "annotations_file": "annotations.csv", **other}
+        split_file = output_dir / "split.csv"
+        samples, skipped = index_collection(data_config["root"], data_config["layout"],
+                                            model.task, data_config["annotations_file"])  # fmt: skip
+        write_split(split_file, samples, dict.fromkeys((s.path for s in samples), "test"))
+        write_skipped(output_dir / "skipped.csv", skipped)
+    else:
+        data_config = trained_on
+        split_file = Path(split_file or recorded_split_file(ckpt, model))
+    datamodule = ArtworkDataModule(
+        task=model.task,
+        preprocessing=model.preprocessing,
+        split_file=split_file,
+        root=data_config["root"],
+        layout=data_config["layout"],
+        annotations_file=data_config["annotations_file"],
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    metrics = run_test(model, datamodule, accelerator)
+    metrics["checkpoint"] = str(Path(ckpt).resolve())
+    metrics["task"] = model.task.id
+    metrics["data_root"] = str(data_config["root"])
+    metrics["split_file"] = str(split_file)
+    write_json(output_dir / "metrics.json", metrics)
+    print(format_metrics_table(model, metrics))
+    return metrics
+
+
+def recorded_split_file(ckpt: str | Path, model: ArtworkClassifier) -> Path:
+    """The run's `split.csv`: where the checkpoint says, or beside the run's checkpoints folder."""
+    recorded = model.hparams.get("split_file")
+    beside = Path(ckpt).resolve().parent.parent / "split.csv"
+    for candidate in (Path(recorded) if recorded else None, beside):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"the split of the run that made {ckpt} is not at {recorded} nor at {beside}; "
+        "pass split_file=... or data.root=... to evaluate on a collection"
+    )
+
+
+def run_test(model: ArtworkClassifier, datamodule: ArtworkDataModule,
+             accelerator: str = "auto") -> dict[str, Any]:  # fmt: skip
+    """Test on exactly one device, so no sample is padded or counted twice."""
+    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    return dict(model.test_results)
+
+
+def format_metrics_table(model: ArtworkClassifier, metrics: dict[str, Any]) -> str:
+    """Per-class precision, recall, F1 and support, then the overall figures, as text."""
+    lines = [f"Task {model.task.id}",
+             f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]  # fmt: skip
+    for name in model.task.classes:
+        lines.append(
+            f"{name:<16}{metrics[f'test/precision/{name}']:>10.3f}"
+            f"{metrics[f'test/recall/{name}']:>10.3f}{metrics[f'test/f1/{name}']:>10.3f}"
+            f"{metrics[f'test/support/{name}']:>10d}"
+        )
+    lines += [f"{key:<16}{metrics[key]:>10.4f}" for key in SUMMARY_KEYS]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, values: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)

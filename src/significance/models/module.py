@@ -1,0 +1,163 @@
+"""The LightningModule: a classifier for one task, its loss, metrics and optimiser."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from significance.data.transforms import Preprocessing
+from significance.models.build import build_classifier
+from significance.tasks import Task
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message says why."""
+
+
+def summary_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy (micro, as the study reports it), macro accuracy and macro F1."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "acc_macro": MulticlassAccuracy(num_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        }
+    )
+
+
+class ArtworkClassifier(L.LightningModule):
+    """A torchvision classifier fine-tuned for one task.
+
+    Every argument is a plain value and is saved into the checkpoint, which is therefore
+    enough to rebuild the model, its classes and its preprocessing (`load_classifier`).
+    """
+
+    def __init__(
+        self,
+        task: dict[str, Any],
+        model: dict[str, Any],
+        optimizer: dict[str, Any],
+        preprocessing: dict[str, Any],
+        data: dict[str, Any] | None = None,
+        seed: int = 0,
+        split_file: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.task = Task.from_config(task)
+        self.preprocessing = Preprocessing.from_dict(preprocessing)
+        num_classes = len(self.task.classes)
+        self.net = build_classifier(model["name"], num_classes, bool(model.get("pretrained")),
+                                    model.get("weights", "DEFAULT"))  # fmt: skip
+        self.criterion = nn.CrossEntropyLoss()
+        self.train_metrics = summary_metrics(num_classes).clone(prefix="train/")
+        self.val_metrics = summary_metrics(num_classes).clone(prefix="val/")
+        self.test_metrics = summary_metrics(num_classes).clone(prefix="test/")
+        self.test_per_class = MetricCollection(
+            {
+                "precision": MulticlassPrecision(num_classes, average=None),
+                "recall": MulticlassRecall(num_classes, average=None),
+                "f1": MulticlassF1Score(num_classes, average=None),
+                "confusion": MulticlassConfusionMatrix(num_classes),
+            }
+        )
+        self.test_loss = MeanMetric()
+        self.test_results: dict[str, Any] = {}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        logits = self(images)
+        return self.criterion(logits, targets), logits
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        loss, logits = self._step(batch)
+        self.train_metrics.update(logits, batch[1])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=len(batch[1]))  # fmt: skip
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        loss, logits = self._step(batch)
+        self.val_metrics.update(logits, batch[1])
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(batch[1]))
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_results = {}
+        self.test_probabilities: list[torch.Tensor] = []
+        self.test_targets: list[torch.Tensor] = []
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        loss, logits = self._step(batch)
+        targets = batch[1]
+        self.test_metrics.update(logits, targets)
+        self.test_per_class.update(logits, targets)
+        self.test_loss.update(loss, weight=len(targets))
+        self.test_probabilities.append(logits.float().softmax(dim=1).cpu())
+        self.test_targets.append(targets.cpu())
+
+    def on_test_epoch_end(self) -> None:
+        """Compute every test figure once, log the scalars, keep all of it in `test_results`."""
+        results = {key: value.item() for key, value in self.test_metrics.compute().items()}
+        results["test/loss"] = self.test_loss.compute().item()
+        per_class = self.test_per_class.compute()
+        support = per_class["confusion"].sum(dim=1)
+        for index, name in enumerate(self.task.classes):
+            for metric in ("precision", "recall", "f1"):
+                results[f"test/{metric}/{name}"] = per_class[metric][index].item()
+            results[f"test/support/{name}"] = int(support[index].item())
+        self.log_dict({k: v for k, v in results.items() if "/support/" not in k})
+        results["confusion_matrix"] = per_class["confusion"].tolist()
+        self.test_results = results
+        self.test_metrics.reset()
+        self.test_per_class.reset()
+        self.test_loss.reset()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), **self.hparams.optimizer)
+
+
+def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClassifier:
+    """Rebuild a trained classifier from its checkpoint alone, loading only plain data.
+
+    `weights_only=True` refuses any pickled object that could run code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refused to load {path}: it holds objects other than plain data and tensors, "
+            f"which could run code when loaded ({error})"
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: truncated or not a checkpoint "
+                              f"({error})") from error  # fmt: skip
+    hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not hyper_parameters or "task" not in hyper_parameters:
+        raise CheckpointError(f"{path} is not a significance checkpoint (no task description)")
+    hyper_parameters = dict(hyper_parameters)
+    # The trained weights replace any pretrained ones: never download or read them here.
+    hyper_parameters["model"] = {**hyper_parameters["model"], "pretrained": False}
+    model = ArtworkClassifier(**hyper_parameters)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()

@@ -1,0 +1,74 @@
+"""Experiment tracking: the wandb run of a job (online or offline) and the local CSV log."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+log = logging.getLogger(__name__)
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def has_wandb_credentials() -> bool:
+    """Whether `wandb login` (or WANDB_API_KEY) has given this machine an API key."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """`auto` -> `WANDB_MODE` if set, else online when logged in and offline otherwise."""
+    if mode not in WANDB_MODES:
+        raise ValueError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    return os.environ.get("WANDB_MODE") or ("online" if has_wandb_credentials() else "offline")
+
+
+def read_or_create_run_id(output_dir: Path) -> str:
+    """The wandb run id of the job in `output_dir`, kept in `wandb_id.txt` for resumption."""
+    import wandb
+
+    id_file = output_dir / "wandb_id.txt"
+    if id_file.is_file():
+        return id_file.read_text().strip()
+    run_id = wandb.util.generate_id()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    id_file.write_text(run_id + "\n")
+    return run_id
+
+
+def make_loggers(
+    wandb_config: dict[str, Any] | None, output_dir: Path, run_config: dict[str, Any]
+) -> list[Logger]:
+    """A CSV log (always: it feeds the local curves) and, when configured, a wandb run."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(output_dir), name="", version="")]
+    if not wandb_config:
+        return loggers
+    options = dict(wandb_config)
+    mode = resolve_wandb_mode(options.pop("mode", "auto"))
+    if mode == "disabled":
+        return loggers
+    run_id = read_or_create_run_id(output_dir)
+    wandb_logger = WandbLogger(save_dir=str(output_dir), id=run_id, mode=mode,
+                               resume="allow", **options)  # fmt: skip
+    wandb_logger.log_hyperparams(run_config)
+    if mode == "offline":
+        log.info("wandb runs offline into %s/wandb; upload it with `wandb sync %s/wandb/offline-run-*`",
+                 output_dir, output_dir)  # fmt: skip
+    loggers.append(wandb_logger)
+    return loggers
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """End this process's wandb run, if any, so the next job gets a run of its own."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=exit_code)

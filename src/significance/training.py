@@ -1,0 +1,132 @@
+"""Training one task: the plain function behind `train.py` (one Hydra job, any number of ranks)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from significance.config import to_plain
+from significance.data.datamodule import ArtworkDataModule
+from significance.evaluation import evaluate_checkpoint, write_json
+from significance.models.build import preprocessing_for
+from significance.models.module import ArtworkClassifier
+from significance.tasks import Task
+from significance.tracking import finish_wandb, make_loggers
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the task's model, keep the best checkpoint on validation, test it on one device.
+
+    Returns (and writes to `result.json` in the run folder) the job's result; ranks other
+    than 0 return an empty dict. Test figures come from a single-device evaluation of the best
+    checkpoint, exactly as `evaluate.py` computes them.
+    """
+    started = time.time()
+    output_dir = Path(cfg.paths.output_dir)
+    task = Task.from_config(cfg.task)
+    validate_training_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    preprocessing = preprocessing_for(cfg.model.name, cfg.model.image_size, cfg.model.weights)
+    split_file = output_dir / "split.csv"
+    datamodule = ArtworkDataModule(task=task, preprocessing=preprocessing, split_file=split_file,
+                                   **to_plain(cfg.data))  # fmt: skip
+    model = ArtworkClassifier(
+        task=task.to_dict(),
+        model=to_plain(cfg.model),
+        optimizer=to_plain(cfg.optimizer),
+        preprocessing=preprocessing.to_dict(),
+        data={
+            "root": str(datamodule.root.resolve()),
+            "layout": datamodule.layout,
+            "annotations_file": datamodule.annotations_file,
+        },
+        seed=int(cfg.seed),
+        split_file=str(split_file.resolve()),
+    )
+    loggers = make_loggers(to_plain(cfg.logger.wandb), output_dir, to_plain(cfg))
+    callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
+    trainer = L.Trainer(**to_plain(cfg.trainer), logger=loggers, callbacks=callbacks,
+                        default_root_dir=str(output_dir))  # fmt: skip
+    try:
+        trainer.fit(model, datamodule=datamodule)
+        best = trainer.checkpoint_callback.best_model_path
+        best_val = trainer.checkpoint_callback.best_model_score
+        if not leave_process_group(trainer):
+            return {}
+        if not best:
+            raise RuntimeError("training saved no checkpoint: was there a validation set?")
+        metrics = evaluate_checkpoint(best, output_dir / "test", accelerator=cfg.trainer.accelerator,
+                                      batch_size=cfg.data.batch_size)  # fmt: skip
+        result = {
+            "task": task.id,
+            "seed": int(cfg.seed),
+            "status": "ok",
+            "best_val_acc": float(best_val) if best_val is not None else None,
+            "test_acc": metrics["test/acc"],
+            "test_acc_macro": metrics["test/acc_macro"],
+            "test_f1_macro": metrics["test/f1_macro"],
+            "test_loss": metrics["test/loss"],
+            "checkpoint": str(Path(best).resolve()),
+            "epochs": trainer.current_epoch,
+            "wall_time_s": round(time.time() - started, 1),
+            "output_dir": str(output_dir.resolve()),
+        }
+        log_test_summary(loggers, metrics)
+        write_json(output_dir / RESULT_FILE, result)
+        log.info("Finished %s: test acc %.4f, macro F1 %.4f, best checkpoint %s", task.id,
+                 result["test_acc"], result["test_f1_macro"], best)  # fmt: skip
+        finish_wandb(0)
+        return result
+    except BaseException:
+        finish_wandb(1)
+        raise
+
+
+def validate_training_config(cfg: DictConfig) -> None:
+    """Refuse settings that cannot work, before any data is read or model built."""
+    problems = []
+    if cfg.optimizer.lr <= 0:
+        problems.append(f"optimizer.lr must be > 0, got {cfg.optimizer.lr}")
+    if cfg.data.batch_size < 1:
+        problems.append(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if not 0 < cfg.data.val_fraction < 1:
+        problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def leave_process_group(trainer: L.Trainer) -> bool:
+    """After a multi-process fit, end the process group; True only on the process that goes on.
+
+    The test then runs on rank 0 alone, on one device, as PITFALLS.md advises.
+    """
+    if trainer.world_size == 1:
+        return True
+    trainer.strategy.barrier("fit finished")
+    is_zero = trainer.is_global_zero
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return is_zero
+
+
+def log_test_summary(loggers: list, metrics: dict[str, Any]) -> None:
+    """Put the test figures into every logger (the wandb run's summary among them)."""
+    scalars = {key: value for key, value in metrics.items()
+               if key.startswith("test/") and isinstance(value, (int, float))}  # fmt: skip
+    for logger in loggers:
+        logger.log_metrics(scalars)
+        if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
+            logger.experiment.summary.update(scalars)
+        logger.save()

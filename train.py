@@ -1,0 +1,23 @@
+"""Train one task, or sweep tasks with -m: `python train.py -m task=coins/period,icons/location`."""
+
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+os.environ.setdefault("SIGNIFICANCE_ROOT", str(Path(__file__).resolve().parent))
+
+from significance.config import register_resolvers  # noqa: E402
+from significance.training import train  # noqa: E402
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
