@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,10 @@ def resolve_wandb_mode(mode: str) -> str:
 
 def read_or_create_run_id(output_dir: Path) -> str:
     """The wandb run id of the job in `output_dir`, kept in `wandb_id.txt` for resumption."""
-    import wandb
-
     id_file = output_dir / "wandb_id.txt"
     if id_file.is_file():
         return id_file.read_text().strip()
-    run_id = wandb.util.generate_id()
+    run_id = secrets.token_hex(4)  # wandb's own ids are 8 characters of [a-z0-9] too
     output_dir.mkdir(parents=True, exist_ok=True)
     id_file.write_text(run_id + "\n")
     return run_id
