@@ -8,17 +8,23 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("SIGNIFICANCE_ROOT", str(Path(__file__).resolve().parent))
 
-from significance.config import register_resolvers, to_plain  # noqa: E402
-from significance.evaluation import evaluate_checkpoint  # noqa: E402
+from significance.config import register_resolvers, to_plain
+from significance.evaluation import evaluate_checkpoint
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate_checkpoint(cfg.ckpt, cfg.paths.output_dir, data=to_plain(cfg.data),
-                        split_file=cfg.split_file, batch_size=cfg.batch_size,
-                        num_workers=cfg.num_workers, accelerator=cfg.accelerator)
+    evaluate_checkpoint(
+        cfg.ckpt,
+        cfg.paths.output_dir,
+        data=to_plain(cfg.data),
+        split_file=cfg.split_file,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        accelerator=cfg.accelerator,
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("SIGNIFICANCE_ROOT", str(Path(__file__).resolve().parent))
 
-from significance.config import register_resolvers  # noqa: E402
-from significance.training import train  # noqa: E402
+from significance.config import register_resolvers
+from significance.training import train
 
 register_resolvers()
 

@@ -43,8 +43,9 @@ def evaluate_checkpoint(
     if other.get("root"):
         data_config = {"layout": "annotations", "annotations_file": "annotations.csv", **other}
         split_file = output_dir / "split.csv"
-        samples, skipped = index_collection(data_config["root"], data_config["layout"],
-                                            model.task, data_config["annotations_file"])  # fmt: skip
+        samples, skipped = index_collection(
+            data_config["root"], data_config["layout"], model.task, data_config["annotations_file"]
+        )
         write_split(split_file, samples, dict.fromkeys((s.path for s in samples), "test"))
         write_skipped(output_dir / "skipped.csv", skipped)
     else:
@@ -83,19 +84,27 @@ def recorded_split_file(ckpt: str | Path, model: ArtworkClassifier) -> Path:
     )
 
 
-def run_test(model: ArtworkClassifier, datamodule: ArtworkDataModule,
-             accelerator: str = "auto") -> dict[str, Any]:  # fmt: skip
+def run_test(
+    model: ArtworkClassifier, datamodule: ArtworkDataModule, accelerator: str = "auto"
+) -> dict[str, Any]:
     """Test on exactly one device, so no sample is padded or counted twice."""
-    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     trainer.test(model, datamodule=datamodule, verbose=False)
     return dict(model.test_results)
 
 
 def format_metrics_table(model: ArtworkClassifier, metrics: dict[str, Any]) -> str:
     """Per-class precision, recall, F1 and support, then the overall figures, as text."""
-    lines = [f"Task {model.task.id}",
-             f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]  # fmt: skip
+    lines = [
+        f"Task {model.task.id}",
+        f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+    ]
     for name in model.task.classes:
         lines.append(
             f"{name:<16}{metrics[f'test/precision/{name}']:>10.3f}"

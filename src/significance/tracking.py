@@ -47,7 +47,7 @@ def make_loggers(
     wandb_config: dict[str, Any] | None, output_dir: Path, run_config: dict[str, Any]
 ) -> list[Logger]:
     """A CSV log (always: it feeds the local curves) and, when configured, a wandb run."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(output_dir), name="", version="")]
+    loggers: list[Logger] = [CSVLogger(save_dir=str(output_dir), name="", version="logs")]
     if not wandb_config:
         return loggers
     options = dict(wandb_config)
@@ -55,12 +55,16 @@ def make_loggers(
     if mode == "disabled":
         return loggers
     run_id = read_or_create_run_id(output_dir)
-    wandb_logger = WandbLogger(save_dir=str(output_dir), id=run_id, mode=mode,
-                               resume="allow", **options)  # fmt: skip
+    wandb_logger = WandbLogger(
+        save_dir=str(output_dir), id=run_id, mode=mode, resume="allow", **options
+    )
     wandb_logger.log_hyperparams(run_config)
     if mode == "offline":
-        log.info("wandb runs offline into %s/wandb; upload it with `wandb sync %s/wandb/offline-run-*`",
-                 output_dir, output_dir)  # fmt: skip
+        log.info(
+            "wandb runs offline into %s/wandb; upload it with `wandb sync %s/wandb/offline-run-*`",
+            output_dir,
+            output_dir,
+        )
     loggers.append(wandb_logger)
     return loggers
 

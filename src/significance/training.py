@@ -40,8 +40,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     preprocessing = preprocessing_for(cfg.model.name, cfg.model.image_size, cfg.model.weights)
     split_file = output_dir / "split.csv"
-    datamodule = ArtworkDataModule(task=task, preprocessing=preprocessing, split_file=split_file,
-                                   **to_plain(cfg.data))  # fmt: skip
+    datamodule = ArtworkDataModule(
+        task=task, preprocessing=preprocessing, split_file=split_file, **to_plain(cfg.data)
+    )
     model = ArtworkClassifier(
         task=task.to_dict(),
         model=to_plain(cfg.model),
@@ -57,8 +58,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     loggers = make_loggers(to_plain(cfg.logger.wandb), output_dir, to_plain(cfg))
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
-    trainer = L.Trainer(**to_plain(cfg.trainer), logger=loggers, callbacks=callbacks,
-                        default_root_dir=str(output_dir))  # fmt: skip
+    trainer = L.Trainer(
+        **to_plain(cfg.trainer),
+        logger=loggers,
+        callbacks=callbacks,
+        default_root_dir=str(output_dir),
+    )
     try:
         trainer.fit(model, datamodule=datamodule)
         best = trainer.checkpoint_callback.best_model_path
@@ -67,8 +72,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return {}
         if not best:
             raise RuntimeError("training saved no checkpoint: was there a validation set?")
-        metrics = evaluate_checkpoint(best, output_dir / "test", accelerator=cfg.trainer.accelerator,
-                                      batch_size=cfg.data.batch_size)  # fmt: skip
+        metrics = evaluate_checkpoint(
+            best,
+            output_dir / "test",
+            accelerator=cfg.trainer.accelerator,
+            batch_size=cfg.data.batch_size,
+        )
         result = {
             "task": task.id,
             "seed": int(cfg.seed),
@@ -85,8 +94,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         }
         log_test_summary(loggers, metrics)
         write_json(output_dir / RESULT_FILE, result)
-        log.info("Finished %s: test acc %.4f, macro F1 %.4f, best checkpoint %s", task.id,
-                 result["test_acc"], result["test_f1_macro"], best)  # fmt: skip
+        log.info(
+            "Finished %s: test acc %.4f, macro F1 %.4f, best checkpoint %s",
+            task.id,
+            result["test_acc"],
+            result["test_f1_macro"],
+            best,
+        )
         finish_wandb(0)
         return result
     except BaseException:
@@ -123,8 +137,11 @@ def leave_process_group(trainer: L.Trainer) -> bool:
 
 def log_test_summary(loggers: list, metrics: dict[str, Any]) -> None:
     """Put the test figures into every logger (the wandb run's summary among them)."""
-    scalars = {key: value for key, value in metrics.items()
-               if key.startswith("test/") and isinstance(value, (int, float))}  # fmt: skip
+    scalars = {
+        key: value
+        for key, value in metrics.items()
+        if key.startswith("test/") and isinstance(value, (int, float))
+    }
     for logger in loggers:
         logger.log_metrics(scalars)
         if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):

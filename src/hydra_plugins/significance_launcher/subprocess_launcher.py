@@ -34,9 +34,20 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.csv"
 RESULT_FILE = "result.json"  # written by each job into its folder (significance.training)
 SUMMARY_COLUMNS = (
-    "job", "task", "seed", "status", "best_val_acc", "test_acc", "test_acc_macro",
-    "test_f1_macro", "checkpoint", "wall_time_s", "exit_code", "job_dir", "overrides",
-)  # fmt: skip
+    "job",
+    "task",
+    "seed",
+    "status",
+    "best_val_acc",
+    "test_acc",
+    "test_acc_macro",
+    "test_f1_macro",
+    "checkpoint",
+    "wall_time_s",
+    "exit_code",
+    "job_dir",
+    "overrides",
+)
 
 
 @dataclass
@@ -70,8 +81,9 @@ class SubprocessLauncher(Launcher):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
-              config: DictConfig) -> None:  # fmt: skip
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         self.config = config
         self.hydra_context = hydra_context
 
@@ -82,8 +94,12 @@ class SubprocessLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        log.info("Launching %d jobs into %s, %d at a time, each in its own process",
-                 len(job_overrides), sweep_dir, self.max_parallel)  # fmt: skip
+        log.info(
+            "Launching %d jobs into %s, %d at a time, each in its own process",
+            len(job_overrides),
+            sweep_dir,
+            self.max_parallel,
+        )
         pending = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         running: list[_Job] = []
         finished: dict[int, tuple[_Job, dict[str, Any]]] = {}
@@ -102,8 +118,12 @@ class SubprocessLauncher(Launcher):
                 self._write_summary(sweep_dir, finished)
         returns = [self._job_return(*finished[index], sweep_dir) for index in sorted(finished)]
         failed = [r for r in returns if r.status == JobStatus.FAILED]
-        log.info("Sweep finished: %d ok, %d failed; summary in %s",
-                 len(returns) - len(failed), len(failed), sweep_dir / SUMMARY_FILE)  # fmt: skip
+        log.info(
+            "Sweep finished: %d ok, %d failed; summary in %s",
+            len(returns) - len(failed),
+            len(failed),
+            sweep_dir / SUMMARY_FILE,
+        )
         return returns
 
     def _start(self, index: int, overrides: list[str], sweep_dir: Path) -> _Job:
@@ -118,15 +138,29 @@ class SubprocessLauncher(Launcher):
             job_dir = sweep_dir / str(OmegaConf.select(config, "hydra.sweep.subdir"))
         except Exception as error:  # a bad override fails this job alone
             log.error("#%d cannot be composed: %s", index, error)
-            return _Job(index, overrides, sweep_dir / f"{index}_failed", None, None, time.time(),
-                        error=f"{type(error).__name__}: {error}")  # fmt: skip
+            return _Job(
+                index,
+                overrides,
+                sweep_dir / f"{index}_failed",
+                None,
+                None,
+                time.time(),
+                error=f"{type(error).__name__}: {error}",
+            )
         job_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, sys.argv[0], *self._config_arguments(), *overrides,
-                   f"hydra.run.dir={_quote(job_dir)}"]  # fmt: skip
+        command = [
+            sys.executable,
+            sys.argv[0],
+            *self._config_arguments(),
+            *overrides,
+            f"hydra.run.dir={_quote(job_dir)}",
+        ]
         if not any(o.split("=", 1)[0].lstrip("+~") == "group" for o in overrides):
             command.append(f"group={_quote(sweep_dir.name)}")
         output = None if self.max_parallel == 1 else (job_dir / "job.log").open("ab")
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT if output else None)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT if output else None
+        )
         if output is not None:
             output.close()
         return _Job(index, overrides, job_dir, config, process, time.time())
@@ -160,8 +194,9 @@ class SubprocessLauncher(Launcher):
         )
         if not ok:
             reason = job.error or f"exit code {exit_code}"
-            log.error("#%d (%s) failed: %s; its log is in %s", job.index, row["task"], reason,
-                      job.job_dir)  # fmt: skip
+            log.error(
+                "#%d (%s) failed: %s; its log is in %s", job.index, row["task"], reason, job.job_dir
+            )
         return row
 
     def _write_summary(self, sweep_dir: Path, finished: dict[int, tuple[_Job, dict]]) -> None:

@@ -24,24 +24,33 @@ def tiny_vgg(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
     """A VGG-shaped model (conv blocks, adaptive pooling, 3-layer head) small enough for tests."""
     model = torchvision.models.VGG(
         nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        ),  # fmt: skip
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ),
         num_classes=num_classes,
         dropout=dropout,
     )
     # VGG's own head expects 512x7x7 features; shrink pooling and head to the small body.
     model.avgpool = nn.AdaptiveAvgPool2d((2, 2))
     model.classifier = nn.Sequential(
-        nn.Linear(16 * 2 * 2, 32), nn.ReLU(True), nn.Dropout(dropout),
-        nn.Linear(32, 32), nn.ReLU(True), nn.Dropout(dropout),
+        nn.Linear(16 * 2 * 2, 32),
+        nn.ReLU(True),
+        nn.Dropout(dropout),
+        nn.Linear(32, 32),
+        nn.ReLU(True),
+        nn.Dropout(dropout),
         nn.Linear(32, num_classes),
-    )  # fmt: skip
+    )
     return model
 
 
-def build_classifier(name: str, num_classes: int, pretrained: bool = False,
-                     weights: str = "DEFAULT") -> nn.Module:  # fmt: skip
+def build_classifier(
+    name: str, num_classes: int, pretrained: bool = False, weights: str = "DEFAULT"
+) -> nn.Module:
     """A classification model `name` with its last layer sized for `num_classes`.
 
     `pretrained` loads torchvision's `weights` (ImageNet) from the torch hub cache, downloading

@@ -60,8 +60,12 @@ class ArtworkClassifier(L.LightningModule):
         self.task = Task.from_config(task)
         self.preprocessing = Preprocessing.from_dict(preprocessing)
         num_classes = len(self.task.classes)
-        self.net = build_classifier(model["name"], num_classes, bool(model.get("pretrained")),
-                                    model.get("weights", "DEFAULT"))  # fmt: skip
+        self.net = build_classifier(
+            model["name"],
+            num_classes,
+            bool(model.get("pretrained")),
+            model.get("weights", "DEFAULT"),
+        )
         self.criterion = nn.CrossEntropyLoss()
         self.train_metrics = summary_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = summary_metrics(num_classes).clone(prefix="val/")
@@ -88,8 +92,14 @@ class ArtworkClassifier(L.LightningModule):
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         loss, logits = self._step(batch)
         self.train_metrics.update(logits, batch[1])
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=len(batch[1]))  # fmt: skip
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=len(batch[1]),
+        )
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
@@ -150,8 +160,9 @@ def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClass
             f"which could run code when loaded ({error})"
         ) from error
     except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: truncated or not a checkpoint "
-                              f"({error})") from error  # fmt: skip
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: truncated or not a checkpoint ({error})"
+        ) from error
     hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not hyper_parameters or "task" not in hyper_parameters:
         raise CheckpointError(f"{path} is not a significance checkpoint (no task description)")

@@ -1,0 +1,89 @@
+"""Shared fixtures: the real configs composed and shrunk, a demo collection, script runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from significance.config import register_resolvers
+from significance.data.demo import ensure_demo_collection
+from significance.tasks import discover_tasks
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = PROJECT_ROOT / "conf"
+TASK_IDS = list(discover_tasks(CONF_DIR))
+
+# Settings that make a training run take seconds on a CPU: tiny model, no wandb, 2 epochs.
+FAST = [
+    "model=tiny_vgg",
+    "logger=csv",
+    "trainer.max_epochs=2",
+    "trainer.accelerator=cpu",
+    "data.num_workers=0",
+    "+trainer.enable_model_summary=false",
+]
+
+register_resolvers()
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded demo collection, generated once per test session."""
+    return ensure_demo_collection(tmp_path_factory.mktemp("collections") / "demo")
+
+
+@pytest.fixture
+def compose_train(tmp_path: Path, demo_dir: Path) -> Iterator:
+    """Compose `conf/train.yaml` as `train.py` would, with its output in `tmp_path`."""
+
+    def _compose(*overrides: str, fast: bool = True) -> DictConfig:
+        GlobalHydra.instance().clear()
+        shrink = [*FAST, f"data.demo_dir={demo_dir}"] if fast else []
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[*shrink, *overrides], return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_script(
+    *arguments: str,
+    cwd: Path = PROJECT_ROOT,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """Run one of the entry scripts as a user would, in a fresh Python process."""
+    environment = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, *arguments],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_ok(process: subprocess.CompletedProcess) -> None:
+    """Fail with the tail of the process's output when it did not exit 0."""
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]

@@ -1,0 +1,104 @@
+import csv
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from significance.data.collection import CollectionError, index_collection
+from significance.tasks import Task
+
+MATERIAL = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
+ARTEFACT = Task("artefact", 1, None, "artwork_type", ("coins", "icons"))
+
+
+def write_table(root: Path, rows: list[dict]) -> None:
+    columns = ["path", "artwork_type", "material", "object_id"]
+    with (root / "annotations.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({c: row.get(c, "") for c in columns} for row in rows)
+
+
+def image(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), (200, 100, 50)).save(path)
+    return path.name
+
+
+def test_annotations_give_each_task_its_rows(tmp_path: Path):
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        image(tmp_path / name)
+    write_table(
+        tmp_path,
+        [
+            {"path": "a.jpg", "artwork_type": "coins", "material": "gold", "object_id": "o1"},
+            {"path": "b.jpg", "artwork_type": "coins", "material": ""},
+            {"path": "c.jpg", "artwork_type": "icons", "material": "gold"},
+            {"path": "d.jpg", "artwork_type": "coins", "material": "silver"},
+        ],
+    )
+    samples, skipped = index_collection(tmp_path, "annotations", MATERIAL)
+    assert [(s.path, s.label, s.group) for s in samples] == [
+        ("a.jpg", "gold", "o1"),
+        ("d.jpg", "silver", "d.jpg"),
+    ]
+    assert skipped == []
+    samples, _ = index_collection(tmp_path, "annotations", ARTEFACT)
+    assert [s.label for s in samples] == ["coins", "coins", "icons", "coins"]
+
+
+def test_unknown_label_is_named_with_its_lines(tmp_path: Path):
+    image(tmp_path / "a.jpg")
+    write_table(tmp_path, [{"path": "a.jpg", "artwork_type": "coins", "material": "bronze"}])
+    with pytest.raises(CollectionError, match=r"'bronze' on lines \[2\]"):
+        index_collection(tmp_path, "annotations", MATERIAL)
+
+
+def test_missing_column_and_missing_root_are_clear(tmp_path: Path):
+    (tmp_path / "annotations.csv").write_text("path,artwork_type\n")
+    with pytest.raises(CollectionError, match="lacks the column"):
+        index_collection(tmp_path, "annotations", MATERIAL)
+    with pytest.raises(CollectionError, match="is not a folder"):
+        index_collection(tmp_path / "nowhere", "annotations", MATERIAL)
+
+
+def test_unreadable_files_are_skipped_not_fatal(tmp_path: Path):
+    image(tmp_path / "good.jpg")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    write_table(
+        tmp_path,
+        [
+            {"path": name, "artwork_type": "coins", "material": "gold"}
+            for name in ("good.jpg", "empty.jpg", "text.jpg", "missing.jpg")
+        ],
+    )
+    samples, skipped = index_collection(tmp_path, "annotations", MATERIAL)
+    assert [s.path for s in samples] == ["good.jpg"]
+    reasons = {item.path: item.reason for item in skipped}
+    assert reasons["empty.jpg"] == "empty file"
+    assert reasons["missing.jpg"] == "file not found"
+    assert reasons["text.jpg"].startswith("not a readable image")
+
+
+def test_class_folders_ignore_hidden_folders_and_non_images(tmp_path: Path):
+    for label in MATERIAL.classes:
+        image(tmp_path / label / "x" / f"{label}.png")
+    image(tmp_path / "gold" / ".ipynb_checkpoints" / "copy.png")
+    (tmp_path / "gold" / "notes.txt").write_text("x")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    samples, _ = index_collection(tmp_path, "folders", MATERIAL)
+    assert [s.path for s in samples] == [
+        "gold/x/gold.png",
+        "other/x/other.png",
+        "silver/x/silver.png",
+    ]
+
+
+def test_class_folders_that_do_not_match_the_task_are_refused(tmp_path: Path):
+    image(tmp_path / "gold" / "a.png")
+    image(tmp_path / "bronze" / "a.png")
+    with pytest.raises(
+        CollectionError, match=r"missing \['other', 'silver'\], unexpected \['bronze'\]"
+    ):
+        index_collection(tmp_path, "folders", MATERIAL)

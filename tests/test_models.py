@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from significance.models.build import (
+    PretrainedWeightsMissing,
+    build_classifier,
+    preprocessing_for,
+)
+
+
+@pytest.mark.parametrize("name", ["tiny_vgg", "vgg16", "resnet18", "convnext_tiny"])
+def test_any_torchvision_model_gets_a_head_for_the_task(name: str):
+    model = build_classifier(name, num_classes=3)
+    size = preprocessing_for(name, 32 if name != "convnext_tiny" else None).image_size
+    with torch.no_grad():
+        assert model.eval()(torch.rand(2, 3, size, size)).shape == (2, 3)
+
+
+def test_vgg16_keeps_vgg_head_with_the_last_layer_replaced():
+    model = build_classifier("vgg16", num_classes=5)
+    assert [type(m) for m in model.classifier] == [
+        nn.Linear,
+        nn.ReLU,
+        nn.Dropout,
+        nn.Linear,
+        nn.ReLU,
+        nn.Dropout,
+        nn.Linear,
+    ]
+    assert model.classifier[0].in_features == 25088
+    assert model.classifier[-1].out_features == 5
+
+
+def test_preprocessing_follows_the_weights():
+    vgg = preprocessing_for("vgg16", None)
+    assert vgg.image_size == 224 and vgg.mean == (0.485, 0.456, 0.406)
+    assert preprocessing_for("vgg16", 64).image_size == 64
+
+
+def test_pretrained_weights_load_from_the_local_hub_cache(tmp_path: Path, monkeypatch):
+    # shufflenet's ImageNet file is small (5 MB); the same code path loads VGG16's 528 MB file.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reference = torchvision.models.shufflenet_v2_x0_5()
+    url = torchvision.models.ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1.url
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(reference.state_dict(), tmp_path / "hub" / "checkpoints" / Path(url).name)
+    model = build_classifier("shufflenet_v2_x0_5", num_classes=1000, pretrained=True)
+    expected = reference.state_dict()["conv1.0.weight"]
+    assert torch.equal(model.state_dict()["conv1.0.weight"], expected)
+
+
+def test_missing_weights_offline_name_the_file_and_where_to_put_it(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for variable in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")  # nothing listens: fails at once
+    with pytest.raises(PretrainedWeightsMissing) as error:
+        build_classifier("vgg16", num_classes=3, pretrained=True)
+    message = str(error.value)
+    assert "vgg16-397923af.pth" in message
+    assert str(tmp_path / "hub" / "checkpoints") in message
+    assert "model.pretrained=false" in message

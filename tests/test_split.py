@@ -1,0 +1,81 @@
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from significance.data.collection import Sample
+from significance.data.split import SplitError, read_split, split_stratified, write_split
+
+
+def make_samples(counts: dict[str, int], group_size: int = 1) -> list[Sample]:
+    samples = []
+    for label, count in counts.items():
+        for index in range(count):
+            samples.append(
+                Sample(f"{label}/{index:04d}.jpg", label, f"{label}-{index // group_size}")
+            )
+    return samples
+
+
+COUNTS = {"gold": 83, "silver": 40, "other": 17}
+
+
+def test_every_class_keeps_its_share_to_within_one_image():
+    samples = make_samples(COUNTS)
+    assignment = split_stratified(samples, test_fraction=0.2, val_fraction=0.1, seed=3)
+    per_split = Counter((s.label, assignment[s.path]) for s in samples)
+    for label, total in COUNTS.items():
+        assert abs(per_split[label, "test"] - 0.2 * total) <= 1
+        train_part = total - per_split[label, "test"]
+        assert abs(per_split[label, "val"] - 0.1 * train_part) <= 1
+        assert (
+            per_split[label, "train"] + per_split[label, "val"] + per_split[label, "test"] == total
+        )
+
+
+def test_splits_are_disjoint_and_cover_every_sample():
+    samples = make_samples(COUNTS)
+    assignment = split_stratified(samples, seed=0)
+    assert set(assignment) == {s.path for s in samples}
+    assert set(assignment.values()) == {"train", "val", "test"}
+
+
+def test_samples_of_one_object_never_straddle_splits():
+    samples = make_samples(COUNTS, group_size=3)
+    assignment = split_stratified(samples, seed=1)
+    splits_of_group: dict[str, set[str]] = {}
+    for sample in samples:
+        splits_of_group.setdefault(sample.group, set()).add(assignment[sample.path])
+    assert all(len(splits) == 1 for splits in splits_of_group.values())
+    assert {"train", "val", "test"} <= set(assignment.values())
+
+
+def test_split_is_independent_of_listing_order_and_repeatable():
+    samples = make_samples(COUNTS)
+    shuffled = samples[:]
+    random.Random(7).shuffle(shuffled)
+    assert split_stratified(samples, seed=5, salt="coins/material") == split_stratified(
+        shuffled, seed=5, salt="coins/material"
+    )
+
+
+def test_split_depends_on_seed_and_task():
+    samples = make_samples(COUNTS)
+    base = split_stratified(samples, seed=0, salt="a")
+    assert split_stratified(samples, seed=1, salt="a") != base
+    assert split_stratified(samples, seed=0, salt="b") != base
+
+
+def test_a_class_too_small_to_split_is_refused_with_its_name():
+    with pytest.raises(SplitError, match="'rare' has 2 image"):
+        split_stratified(make_samples({"common": 50, "rare": 2}))
+
+
+def test_split_file_round_trip(tmp_path: Path):
+    samples = make_samples(COUNTS)
+    assignment = split_stratified(samples, seed=0)
+    write_split(tmp_path / "split.csv", samples, assignment)
+    parts = read_split(tmp_path / "split.csv")
+    assert {s.path: name for name, part in parts.items() for s in part} == assignment
+    assert sorted(s for part in parts.values() for s in part) == sorted(samples)

@@ -1,0 +1,106 @@
+"""Sweeps as a user runs them: `train.py -m ...` in a subprocess, DDP jobs included."""
+
+import csv
+import json
+from pathlib import Path
+
+from conftest import FAST, TASK_IDS, assert_ok, run_script
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+
+def read_summary(sweep_dir: Path) -> list[dict]:
+    with (sweep_dir / "summary.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_two_task_sweep_on_two_ddp_processes(tmp_path: Path, demo_dir: Path):
+    sweep_dir = tmp_path / "sweep"
+    fast = [o for o in FAST if not o.startswith("logger=")]  # wandb on, offline
+    process = run_script(
+        "train.py",
+        "-m",
+        "task=coins/period,icons/location",
+        *fast,
+        "trainer=ddp",
+        f"data.demo_dir={demo_dir}",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert_ok(process)
+    rows = read_summary(sweep_dir)
+    assert [(r["task"], r["seed"], r["status"]) for r in rows] == [
+        ("coins/period", "0", "ok"),
+        ("icons/location", "0", "ok"),
+    ]
+    for row in rows:
+        assert row["test_acc"] and row["test_f1_macro"] and row["best_val_acc"]
+        assert float(row["wall_time_s"]) > 0
+        assert Path(row["checkpoint"]).is_file()
+    job_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert [p.name for p in job_dirs] == ["0_coins-period_seed0", "1_icons-location_seed0"]
+    run_ids = set()
+    for job_dir in job_dirs:
+        assert (job_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran in this job's folder
+        offline_runs = list((job_dir / "wandb").glob("offline-run-*"))
+        assert len(offline_runs) == 1
+        run_ids.add(offline_runs[0].name.rsplit("-", 1)[1])
+        assert "MEMBER: 2/2" in process.stdout + process.stderr
+    assert len(run_ids) == 2
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_exits_nonzero(tmp_path: Path, demo_dir: Path):
+    sweep_dir = tmp_path / "sweep"
+    process = run_script(
+        "train.py",
+        "-m",
+        "task=icons/location",
+        "optimizer.lr=-1,0.001",
+        *FAST,
+        f"data.demo_dir={demo_dir}",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert process.returncode != 0
+    rows = read_summary(sweep_dir)
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert rows[0]["exit_code"] == "1" and rows[1]["test_acc"]
+    assert "optimizer.lr must be > 0" in process.stderr
+
+
+def test_seeds_sweep_gives_one_job_per_task_and_seed(tmp_path: Path, demo_dir: Path):
+    sweep_dir = tmp_path / "sweep"
+    process = run_script(
+        "train.py",
+        "-m",
+        "task=icons/location",
+        "seed=1,2",
+        *FAST,
+        "trainer.max_epochs=1",
+        f"data.demo_dir={demo_dir}",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert_ok(process)
+    rows = read_summary(sweep_dir)
+    assert [(r["task"], r["seed"]) for r in rows] == [
+        ("icons/location", "1"),
+        ("icons/location", "2"),
+    ]
+    splits = [json.loads((Path(r["job_dir"]) / "result.json").read_text()) for r in rows]
+    assert all(s["status"] == "ok" for s in splits)
+    first, second = ((Path(r["job_dir"]) / "split.csv").read_text() for r in rows)
+    assert first != second  # the seed moves the split
+
+
+def test_all_tasks_experiment_sweeps_every_task_file(compose_train):
+    cfg = compose_train("experiment=all_tasks")
+    HydraConfig.instance().set_config(cfg)
+    tasks = OmegaConf.select(cfg, "hydra.sweeper.params.task")
+    assert tasks.split(",") == TASK_IDS
+
+
+def test_paper_experiment_is_the_study_recipe(compose_train):
+    cfg = compose_train("experiment=paper", fast=False)
+    assert cfg.model.name == "vgg16" and cfg.model.pretrained and cfg.model.image_size == 224
+    assert cfg.trainer.devices == 2 and cfg.trainer.strategy == "ddp"
+    assert cfg.data.batch_size == 32 and cfg.optimizer.lr == 1e-5 and cfg.optimizer.amsgrad
+    assert cfg.trainer.max_epochs == 50
+    assert len(cfg.hydra.sweeper.params.task.split(",")) == 8

@@ -1,0 +1,116 @@
+"""Training, checkpoints and evaluation, in-process and through the real entry scripts."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, TASK_IDS, assert_ok, run_script
+
+from significance.data.split import read_split
+from significance.evaluation import evaluate_checkpoint
+from significance.models.module import CheckpointError, load_classifier
+from significance.training import train
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_every_task_trains_checkpoints_and_evaluates(task_id: str, compose_train, tmp_path: Path):
+    cfg = compose_train(f"task={task_id}", "trainer.max_epochs=1")
+    result = train(cfg)
+    assert result["status"] == "ok" and result["task"] == task_id
+    checkpoint = Path(result["checkpoint"])
+    assert checkpoint.name == "best.ckpt"
+    metrics = json.loads((tmp_path / "run" / "test" / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    test_split = read_split(tmp_path / "run" / "split.csv")["test"]
+    classes = cfg.task.classes
+    assert sum(metrics[f"test/support/{name}"] for name in classes) == len(test_split)
+
+
+def test_checkpoint_is_self_describing_and_loads_with_weights_only(compose_train):
+    cfg = compose_train("task=frescoes/location")
+    result = train(cfg)
+    checkpoint = torch.load(result["checkpoint"], map_location="cpu", weights_only=True)
+    hyper = checkpoint["hyper_parameters"]
+    assert hyper["task"]["classes"] == ["cyprus", "italy", "other"]
+    assert hyper["preprocessing"]["image_size"] == 32
+    assert hyper["model"]["name"] == "tiny_vgg"
+    assert hyper["seed"] == 0 and Path(hyper["split_file"]).name == "split.csv"
+    model = load_classifier(result["checkpoint"])
+    assert model.task.id == "frescoes/location"
+
+
+def test_best_checkpoint_is_chosen_on_validation_not_test(compose_train, tmp_path: Path):
+    cfg = compose_train("task=icons/location", "trainer.max_epochs=3")
+    result = train(cfg)
+    history = (tmp_path / "run" / "logs" / "metrics.csv").read_text()
+    assert "val/acc" in history
+    best_val = max(float(v) for v in _column(tmp_path / "run" / "logs" / "metrics.csv", "val/acc"))
+    assert result["best_val_acc"] == pytest.approx(best_val)
+
+
+def _column(path: Path, name: str) -> list[str]:
+    import csv
+
+    with path.open() as handle:
+        return [row[name] for row in csv.DictReader(handle) if row.get(name)]
+
+
+def test_evaluate_on_another_collection_uses_all_its_labelled_images(
+    compose_train, tmp_path, demo_dir
+):
+    result = train(compose_train("task=coins/material"))
+    metrics = evaluate_checkpoint(
+        result["checkpoint"], tmp_path / "other", data={"root": str(demo_dir)}
+    )
+    coins_with_material = 150
+    assert sum(metrics[f"test/support/{c}"] for c in ("gold", "silver", "other")) == (
+        coins_with_material
+    )
+
+
+def test_a_truncated_or_foreign_checkpoint_gets_a_message(tmp_path: Path):
+    (tmp_path / "cut.ckpt").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
+        load_classifier(tmp_path / "cut.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(CheckpointError, match="not a significance checkpoint"):
+        load_classifier(tmp_path / "foreign.ckpt")
+
+
+def test_train_then_evaluate_through_the_entry_scripts_gives_equal_metrics(tmp_path, demo_dir):
+    run_dir = tmp_path / "run"
+    trained = run_script(
+        "train.py",
+        "task=manuscripts/description",
+        *FAST,
+        f"data.demo_dir={demo_dir}",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert_ok(trained)
+    result = json.loads((run_dir / "result.json").read_text())
+    evaluation_dir = tmp_path / "evaluation"
+    evaluated = run_script(
+        "evaluate.py",
+        f"ckpt={result['checkpoint']}",
+        f"hydra.run.dir={evaluation_dir}",
+        "num_workers=0",
+    )
+    assert_ok(evaluated)
+    metrics = json.loads((evaluation_dir / "metrics.json").read_text())
+    for key in ("test/acc", "test/acc_macro", "test/f1_macro", "test/loss"):
+        assert metrics[key] == pytest.approx(result[key.replace("/", "_")], abs=1e-6)
+    assert "precision" in evaluated.stdout and "text&figure" in evaluated.stdout
+    for name in ("figure", "text", "text&figure"):
+        assert {f"test/{m}/{name}" for m in ("precision", "recall", "f1", "support")} <= set(
+            metrics
+        )
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("optimizer.lr=-1", "optimizer.lr must be > 0"), ("data.batch_size=0", "batch_size")],
+)
+def test_bad_settings_fail_before_training(compose_train, override: str, message: str):
+    with pytest.raises(ValueError, match=message):
+        train(compose_train(override))
