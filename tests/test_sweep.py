@@ -4,9 +4,13 @@ import csv
 import json
 from pathlib import Path
 
-from conftest import FAST, TASK_IDS, assert_ok, run_script
+from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, run_script
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+
+from significance.data.collection import index_collection
+from significance.data.split import read_split, split_stratified
+from significance.tasks import discover_tasks
 
 
 def read_summary(sweep_dir: Path) -> list[dict]:
@@ -46,6 +50,12 @@ def test_two_task_sweep_on_two_ddp_processes(tmp_path: Path, demo_dir: Path):
         run_ids.add(offline_runs[0].name.rsplit("-", 1)[1])
         assert "MEMBER: 2/2" in process.stdout + process.stderr
     assert len(run_ids) == 2
+    # The split every rank read is the one any process computes for this collection, task, seed.
+    task = discover_tasks(CONF_DIR)["icons/location"]
+    samples, _ = index_collection(demo_dir, "annotations", task)
+    expected = split_stratified(samples, seed=0, salt=task.id)
+    recorded = read_split(job_dirs[1] / "split.csv")
+    assert {s.path: name for name, part in recorded.items() for s in part} == expected
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_exits_nonzero(tmp_path: Path, demo_dir: Path):

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from significance.config import to_plain
 from significance.data.datamodule import ArtworkDataModule
 from significance.evaluation import evaluate_checkpoint, write_json
+from significance.memory import keep_freed_memory
 from significance.models.build import preprocessing_for
 from significance.models.module import ArtworkClassifier
 from significance.tasks import Task
@@ -34,6 +35,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint, exactly as `evaluate.py` computes them.
     """
     started = time.time()
+    keep_freed_memory()
     output_dir = Path(cfg.paths.output_dir)
     task = Task.from_config(cfg.task)
     validate_training_config(cfg)
