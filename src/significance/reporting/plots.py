@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torchmetrics.utilities.plot import plot_confusion_matrix
 
 # The metrics of the CSV log that `curves.png` shows: one panel each, train and validation.
@@ -70,6 +71,7 @@ def write_curves_png(metrics_csv: Path, path: Path, title: str = "") -> None:
                 epochs, values = zip(*points, strict=True)
                 axes.plot([e + 1 for e in epochs], values, marker="o", label=label)
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel("accuracy" if name == "acc" else name)
         axes.grid(alpha=0.3)
         axes.legend()

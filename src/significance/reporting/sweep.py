@@ -82,30 +82,36 @@ class Configuration:
         return [cells["name"] for cells in self.tables[0]]
 
 
-def configuration_of(overrides: str) -> str:
+def configuration_overrides(overrides: str) -> set[str]:
     """A job's overrides without those that only pick its task, seed and wandb group."""
-    kept = [
+    return {
         item
         for item in overrides.split()
         if item.split("=", 1)[0].lstrip("+~") not in NOT_CONFIGURATION
-    ]
-    return " ".join(sorted(kept))
+    }
 
 
 def read_sweep(sweep_dir: Path) -> tuple[list[Configuration], list[dict[str, str]]]:
-    """The sweep's finished jobs grouped by configuration, and the rows of its failed jobs."""
+    """The sweep's finished jobs grouped by configuration, and the rows of its failed jobs.
+
+    A configuration is a task and the overrides that differ between the sweep's jobs (other
+    than the seed): `optimizer.lr=1e-4,1e-5` makes two configurations of each task.
+    """
     summary = sweep_dir / SUMMARY_FILE
     if not summary.is_file():
         raise FileNotFoundError(f"{summary} not found: is {sweep_dir} a sweep folder?")
+    rows = read_rows_csv(summary)
+    overrides = [configuration_overrides(row["overrides"]) for row in rows]
+    shared = set.intersection(*overrides) if overrides else set()
     configurations: dict[tuple[str, str], Configuration] = {}
     failed = []
-    for row in read_rows_csv(summary):
+    for row, own in zip(rows, overrides, strict=True):
         # The sweep folder may have moved since: find each job by its folder's name.
         per_class = sweep_dir / Path(row["job_dir"]).name / "test" / PER_CLASS_FILE
         if row["status"] != "ok" or not per_class.is_file():
             failed.append(row)
             continue
-        key = (row["task"], configuration_of(row["overrides"]))
+        key = (row["task"], " ".join(sorted(own - shared)))
         configuration = configurations.setdefault(key, Configuration(*key))
         configuration.seeds.append(row["seed"])
         configuration.tables.append(read_rows_csv(per_class))
