@@ -161,3 +161,52 @@ def test_seed_sweep_reports_mean_and_std_and_logs_wandb_offline(tmp_path: Path, 
         shown = list((media / "images" / "test").glob("worst_misclassified_*.png"))
         assert len(shown) == min(16, mistakes)
         assert (job / "curves.png").is_file()
+
+
+def test_sweep_report_separates_configurations_and_lists_failed_jobs(tmp_path: Path):
+    """Jobs differing in an override other than the seed are separate rows; failures listed."""
+    sweep = tmp_path / "sweep"
+    jobs = [  # (overrides, status, accuracy)
+        ("task=icons/location seed=1 optimizer.lr=0.1 model=tiny_vgg", "ok", 0.5),
+        ("task=icons/location seed=2 optimizer.lr=0.1 model=tiny_vgg", "ok", 0.7),
+        ("task=icons/location seed=1 optimizer.lr=0.2 model=tiny_vgg", "ok", 0.9),
+        ("task=icons/location seed=2 optimizer.lr=0.2 model=tiny_vgg", "failed", None),
+    ]
+    summary = []
+    for index, (overrides, status, accuracy) in enumerate(jobs):
+        job_dir = sweep / f"{index}_icons-location"
+        (job_dir / "test").mkdir(parents=True)
+        if accuracy is not None:
+            rows = [
+                ["cyprus", accuracy, accuracy, accuracy, "", 15],
+                ["macro avg", accuracy, accuracy, accuracy, accuracy, 30],
+            ]
+            with (job_dir / "test" / "per_class.csv").open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["name", "precision", "recall", "f1", "accuracy", "support"])
+                writer.writerows(rows)
+        seed = overrides.split("seed=")[1].split()[0]
+        summary.append(
+            {
+                "job": index,
+                "task": "icons/location",
+                "seed": seed,
+                "status": status,
+                "exit_code": 0 if status == "ok" else 1,
+                "job_dir": str(job_dir),
+                "overrides": overrides,
+            }
+        )
+    with (sweep / "summary.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(summary[0]))
+        writer.writeheader()
+        writer.writerows(summary)
+    results = write_sweep_report(sweep).read_text()
+    overview = results.split("## Overview")[1].split("\n## ")[0]
+    assert (
+        f"| `icons/location (optimizer.lr=0.1)` | 1, 2 (n=2) | {expected_figure([0.5, 0.7])} |"
+        in overview
+    )
+    assert "| `icons/location (optimizer.lr=0.2)` | 1 (n=1) | 0.900 (1 seed) |" in overview
+    assert "model=tiny_vgg" not in results  # shared by every job: not a configuration
+    assert "job 3 `icons/location` seed 2: failed" in results

@@ -50,7 +50,7 @@ def log_evaluation_to_wandb(run: Any, test_dir: Path) -> None:
     columns = list(per_class[0])
     table = wandb.Table(
         columns=columns,
-        data=[[_number(row[c]) if c != "name" else row[c] for c in columns] for row in per_class],
+        data=[[_cell(column, row[column]) for column in columns] for row in per_class],
     )
     metrics = json.loads((test_dir / "metrics.json").read_text())
     predictions = read_rows_csv(test_dir / PREDICTIONS_FILE)
@@ -95,6 +95,10 @@ def mistake_images(mistakes: Sequence[dict[str, str]], root: Path) -> list[Any]:
     return images
 
 
-def _number(cell: str) -> float | None:
-    """A CSV cell as a number, empty as None."""
-    return float(cell) if cell else None
+def _cell(column: str, value: str) -> str | int | float | None:
+    """A per_class.csv cell for a wandb table: names as text, counts as integers, empty as None."""
+    if column == "name":
+        return value
+    if not value:
+        return None
+    return int(value) if column == "support" else float(value)
