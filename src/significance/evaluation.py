@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 from significance.data.collection import index_collection
 from significance.data.datamodule import ArtworkDataModule, write_skipped
 from significance.data.split import write_split
 from significance.models.module import ArtworkClassifier, load_classifier
+from significance.reporting.evaluation_report import write_evaluation_report
 
 log = logging.getLogger(__name__)
-
-SUMMARY_KEYS = ("test/acc", "test/acc_macro", "test/f1_macro", "test/loss")
 
 
 def evaluate_checkpoint(
@@ -67,7 +67,17 @@ def evaluate_checkpoint(
     metrics["data_root"] = str(data_config["root"])
     metrics["split_file"] = str(split_file)
     write_json(output_dir / "metrics.json", metrics)
-    print(format_metrics_table(model, metrics))
+    # The test loader keeps the dataset's order: prediction i is test sample i.
+    table = write_evaluation_report(
+        output_dir,
+        model.task,
+        datamodule.datasets["test"].samples,
+        torch.cat(model.test_probabilities),
+        torch.cat(model.test_targets),
+        metrics,
+    )
+    print(table)
+    print(f"Report: {output_dir / 'report.md'}")
     return metrics
 
 
@@ -97,22 +107,6 @@ def run_test(
     )
     trainer.test(model, datamodule=datamodule, verbose=False)
     return dict(model.test_results)
-
-
-def format_metrics_table(model: ArtworkClassifier, metrics: dict[str, Any]) -> str:
-    """Per-class precision, recall, F1 and support, then the overall figures, as text."""
-    lines = [
-        f"Task {model.task.id}",
-        f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
-    ]
-    for name in model.task.classes:
-        lines.append(
-            f"{name:<16}{metrics[f'test/precision/{name}']:>10.3f}"
-            f"{metrics[f'test/recall/{name}']:>10.3f}{metrics[f'test/f1/{name}']:>10.3f}"
-            f"{metrics[f'test/support/{name}']:>10d}"
-        )
-    lines += [f"{key:<16}{metrics[key]:>10.4f}" for key in SUMMARY_KEYS]
-    return "\n".join(lines)
 
 
 def write_json(path: Path, values: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from significance.evaluation import evaluate_checkpoint, write_json
 from significance.memory import keep_freed_memory
 from significance.models.build import preprocessing_for
 from significance.models.module import ArtworkClassifier
+from significance.reporting.dashboard import report_training_run
 from significance.tasks import Task
 from significance.tracking import finish_wandb, make_loggers
 
@@ -95,6 +96,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "output_dir": str(output_dir.resolve()),
         }
         log_test_summary(loggers, metrics)
+        report_training_run(loggers, output_dir, output_dir / "test")
         write_json(output_dir / RESULT_FILE, result)
         log.info(
             "Finished %s: test acc %.4f, macro F1 %.4f, best checkpoint %s",

@@ -124,6 +124,12 @@ class SubprocessLauncher(Launcher):
             len(failed),
             sweep_dir / SUMMARY_FILE,
         )
+        try:  # imported here: Hydra imports every plugin at start, this pulls in torch
+            from significance.reporting.sweep import write_sweep_report
+
+            write_sweep_report(sweep_dir)
+        except Exception:  # the jobs' results stand; `python report.py sweep_dir=...` retries
+            log.exception("Could not write the sweep's results.md")
         return returns
 
     def _start(self, index: int, overrides: list[str], sweep_dir: Path) -> _Job:

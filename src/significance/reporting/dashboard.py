@@ -1,0 +1,104 @@
+"""A training job's own reports: `curves.png` from the CSV log, and its wandb run's panels.
+
+Called once, on rank 0, after the single-device test (`significance.training`): the figures
+are final and no other rank is logging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+from significance.data.images import UnreadableImageError, load_image
+from significance.reporting.evaluation_report import (
+    CONFUSION_MATRIX_FILE,
+    PER_CLASS_FILE,
+    PREDICTIONS_FILE,
+    read_rows_csv,
+    worst_mistakes,
+)
+from significance.reporting.plots import write_curves_png
+
+log = logging.getLogger(__name__)
+
+CURVES_FILE = "curves.png"
+THUMBNAIL_SIZE = 256  # longest side of a misclassified image in wandb
+
+
+def report_training_run(loggers: Sequence[Logger], output_dir: Path, test_dir: Path) -> None:
+    """Write `curves.png` into `output_dir`; put the test report of `test_dir` into wandb."""
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            logger.save()
+            metrics_csv = Path(logger.experiment.metrics_file_path)
+            if metrics_csv.is_file():
+                write_curves_png(metrics_csv, output_dir / CURVES_FILE, output_dir.name)
+        if isinstance(logger, WandbLogger):
+            log_evaluation_to_wandb(logger.experiment, test_dir)
+
+
+def log_evaluation_to_wandb(run: Any, test_dir: Path) -> None:
+    """Log the per-class table, the confusion matrix and the worst mistakes of an evaluation."""
+    import wandb
+
+    per_class = read_rows_csv(test_dir / PER_CLASS_FILE)
+    columns = list(per_class[0])
+    table = wandb.Table(
+        columns=columns,
+        data=[[_cell(column, row[column]) for column in columns] for row in per_class],
+    )
+    metrics = json.loads((test_dir / "metrics.json").read_text())
+    predictions = read_rows_csv(test_dir / PREDICTIONS_FILE)
+    classes = [key.removeprefix("p_") for key in predictions[0] if key.startswith("p_")]
+    panels = {
+        "test/per_class": table,
+        "test/confusion_matrix": wandb.Image(str(test_dir / CONFUSION_MATRIX_FILE)),
+        "test/confusion_matrix_chart": wandb.plot.confusion_matrix(
+            y_true=[classes.index(row["true_class"]) for row in predictions],
+            preds=[classes.index(row["predicted_class"]) for row in predictions],
+            class_names=classes,
+        ),
+    }
+    mistakes = mistake_images(worst_mistakes(predictions), Path(metrics["data_root"]))
+    if mistakes:
+        panels["test/worst_misclassified"] = mistakes
+    run.log(panels)
+
+
+def mistake_images(mistakes: Sequence[dict[str, str]], root: Path) -> list[Any]:
+    """Misclassified images captioned with their true and predicted class, for one panel.
+
+    A list of images rather than a table with an image column: wandb stores a table's images
+    in a run artifact staged outside the run folder, these stay in `<run>/wandb/.../media/`.
+    """
+    import wandb
+
+    images = []
+    for row in mistakes:
+        true, predicted = row["true_class"], row["predicted_class"]
+        try:
+            image = load_image(root / row["path"])
+        except UnreadableImageError as error:  # moved or deleted since the test
+            log.warning("Misclassified image not shown in wandb: %s", error)
+            continue
+        image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        caption = (
+            f"true {true} ({float(row[f'p_{true}']):.2f}), "
+            f"predicted {predicted} ({float(row[f'p_{predicted}']):.2f}): {row['path']}"
+        )
+        images.append(wandb.Image(image, caption=caption))
+    return images
+
+
+def _cell(column: str, value: str) -> str | int | float | None:
+    """A per_class.csv cell for a wandb table: names as text, counts as integers, empty as None."""
+    if column == "name":
+        return value
+    if not value:
+        return None
+    return int(value) if column == "support" else float(value)

@@ -1,0 +1,242 @@
+"""A sweep's `results.md`: the study's Table 5 from our runs, mean ± std over seeds.
+
+Written by the sweep launcher when a sweep ends, and by `python report.py sweep_dir=...`.
+It reads what every job wrote: its row of `summary.csv` and its `test/per_class.csv`.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from significance.reporting.evaluation_report import (
+    PER_CLASS_FILE,
+    markdown_table,
+    read_rows_csv,
+    write_rows_csv,
+)
+from significance.reporting.study import STUDY_RESULTS, STUDY_SOURCE
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.csv"  # written by the sweep launcher, a row per job
+RESULTS_FILE = "results.md"
+RESULTS_CSV = "results.csv"
+RESULTS_COLUMNS = ("task", "configuration", "row", "figure", "mean", "std", "n", "seeds")
+OVERALL_ROW = "macro avg"  # the study's "overall" row: unweighted means over classes
+FIGURES = ("precision", "recall", "f1", "accuracy")
+# Overrides that make a job one seed of a configuration rather than a configuration of its own.
+NOT_CONFIGURATION = ("task", "seed", "group")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure over seeds: mean, sample standard deviation (n-1; None for one seed), n."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Figure:
+        """Mean and spread of `values`."""
+        spread = statistics.stdev(values) if len(values) > 1 else None
+        return cls(statistics.mean(values), spread, len(values))
+
+    def __str__(self) -> str:
+        if self.std is None:
+            return f"{self.mean:.3f} (1 seed)"
+        return f"{self.mean:.3f} ± {self.std:.3f}"
+
+
+@dataclass
+class Configuration:
+    """The finished jobs of one task and one set of other overrides, one per seed."""
+
+    task: str
+    overrides: str
+    seeds: list[str] = field(default_factory=list)
+    tables: list[list[dict[str, str]]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The task, and the overrides that tell this configuration apart."""
+        return f"{self.task} ({self.overrides})" if self.overrides else self.task
+
+    def figure(self, row: str, column: str) -> Figure | None:
+        """`column` of the per-class table's `row` over seeds; None where no job has it."""
+        values = [
+            float(cells[column])
+            for table in self.tables
+            for cells in table
+            if cells["name"] == row and cells.get(column)
+        ]
+        return Figure.of(values) if values else None
+
+    @property
+    def rows(self) -> list[str]:
+        """The row names of the per-class table, in the first job's order."""
+        return [cells["name"] for cells in self.tables[0]]
+
+
+def configuration_overrides(overrides: str) -> set[str]:
+    """A job's overrides without those that only pick its task, seed and wandb group."""
+    return {
+        item
+        for item in overrides.split()
+        if item.split("=", 1)[0].lstrip("+~") not in NOT_CONFIGURATION
+    }
+
+
+def read_sweep(sweep_dir: Path) -> tuple[list[Configuration], list[dict[str, str]]]:
+    """The sweep's finished jobs grouped by configuration, and the rows of its failed jobs.
+
+    A configuration is a task and the overrides that differ between the sweep's jobs (other
+    than the seed): `optimizer.lr=1e-4,1e-5` makes two configurations of each task.
+    """
+    summary = sweep_dir / SUMMARY_FILE
+    if not summary.is_file():
+        raise FileNotFoundError(f"{summary} not found: is {sweep_dir} a sweep folder?")
+    rows = read_rows_csv(summary)
+    overrides = [configuration_overrides(row["overrides"]) for row in rows]
+    shared = set.intersection(*overrides) if overrides else set()
+    configurations: dict[tuple[str, str], Configuration] = {}
+    failed = []
+    for row, own in zip(rows, overrides, strict=True):
+        # The sweep folder may have moved since: find each job by its folder's name.
+        per_class = sweep_dir / Path(row["job_dir"]).name / "test" / PER_CLASS_FILE
+        if row["status"] != "ok" or not per_class.is_file():
+            failed.append(row)
+            continue
+        key = (row["task"], " ".join(sorted(own - shared)))
+        configuration = configurations.setdefault(key, Configuration(*key))
+        configuration.seeds.append(row["seed"])
+        configuration.tables.append(read_rows_csv(per_class))
+    return list(configurations.values()), failed
+
+
+def results_rows(configurations: Sequence[Configuration]) -> list[dict[str, object]]:
+    """Every figure of every configuration over seeds, long format (results.csv)."""
+    rows: list[dict[str, object]] = []
+    for configuration in configurations:
+        for row in configuration.rows:
+            for column in (*FIGURES, "support"):
+                figure = configuration.figure(row, column)
+                if figure is not None:
+                    rows.append(
+                        {
+                            "task": configuration.task,
+                            "configuration": configuration.overrides,
+                            "row": row,
+                            "figure": column,
+                            "mean": figure.mean,
+                            "std": figure.std,
+                            "n": figure.n,
+                            "seeds": " ".join(configuration.seeds),
+                        }
+                    )
+    return rows
+
+
+def study_figure(task: str, name: str) -> str:
+    """The study's figure for `task`, or a dash where the study has no such task."""
+    value = STUDY_RESULTS.get(task, {}).get(name)
+    return "—" if value is None else f"{value:.2f}"
+
+
+def seeds_cell(configuration: Configuration) -> str:
+    """The seeds a figure is computed over, and how many."""
+    return f"{', '.join(configuration.seeds)} (n={len(configuration.seeds)})"
+
+
+def overview_table(configurations: Sequence[Configuration]) -> str:
+    """The study's Table 5: one row per task, our figures with the study's beside them."""
+    rows = []
+    for configuration in configurations:
+        overall = {name: configuration.figure(OVERALL_ROW, name) for name in FIGURES}
+        rows.append(
+            [
+                f"`{configuration.label}`",
+                seeds_cell(configuration),
+                str(overall["accuracy"]),
+                study_figure(configuration.task, "accuracy"),
+                str(overall["precision"]),
+                str(overall["recall"]),
+                str(overall["f1"]),
+                study_figure(configuration.task, "f1"),
+            ]
+        )
+    header = (
+        "task",
+        "seeds",
+        "accuracy",
+        "study accuracy",
+        "macro precision",
+        "macro recall",
+        "macro F1",
+        "study F1",
+    )
+    return markdown_table(header, rows)
+
+
+def per_class_table(configuration: Configuration) -> str:
+    """One task's per-class table over seeds, in the study's layout."""
+    rows = []
+    for row in configuration.rows:
+        cells = [configuration.figure(row, column) for column in FIGURES]
+        support = configuration.figure(row, "support")
+        spread = "" if support is None or not support.std else f" ± {support.std:.1f}"
+        rows.append(
+            [
+                row,
+                *("" if cell is None else str(cell) for cell in cells),
+                "" if support is None else f"{support.mean:g}{spread}",
+            ]
+        )
+    header = ("class", "precision", "recall", "F1", "accuracy", "support")
+    return markdown_table(header, rows)
+
+
+def results_markdown(
+    sweep_dir: Path, configurations: Sequence[Configuration], failed: Sequence[dict[str, str]]
+) -> str:
+    """The text of results.md."""
+    finished = sum(len(c.seeds) for c in configurations)
+    parts = [
+        f"# Results of sweep `{sweep_dir.name}`",
+        f"{finished} of {finished + len(failed)} jobs finished and are included. "
+        "Every figure is the mean ± sample standard deviation (n−1) over the seeds listed "
+        "beside it, on each job's test split; a figure from a single seed is marked "
+        "`(1 seed)`. Accuracy is over all test images; precision, recall and F1 are macro "
+        f'averages (unweighted over classes), the study\'s "overall" row. Study: {STUDY_SOURCE},'
+        " transcribed in `significance/reporting/study.py`; the study chose its checkpoints "
+        "on the test set, these runs on a validation split.",
+        "## Overview (the study's Table 5)\n\n" + overview_table(configurations),
+    ]
+    for configuration in configurations:
+        parts.append(
+            f"## `{configuration.label}`: seeds {seeds_cell(configuration)}\n\n"
+            + per_class_table(configuration)
+        )
+    if failed:
+        lines = [
+            f"- job {row['job']} `{row['task']}` seed {row['seed']}: {row['status']} "
+            f"(exit code {row['exit_code'] or 'none'}), `{Path(row['job_dir']).name}`"
+            for row in failed
+        ]
+        parts.append("## Not included\n\n" + "\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_sweep_report(sweep_dir: str | Path) -> Path:
+    """Write `results.md` (and the same figures as `results.csv`) into `sweep_dir`."""
+    sweep_dir = Path(sweep_dir)
+    configurations, failed = read_sweep(sweep_dir)
+    write_rows_csv(sweep_dir / RESULTS_CSV, RESULTS_COLUMNS, results_rows(configurations))
+    path = sweep_dir / RESULTS_FILE
+    path.write_text(results_markdown(sweep_dir, configurations, failed))
+    log.info("Sweep report: %s", path)
+    return path
