@@ -78,7 +78,7 @@ def test_unreadable_files_are_skipped_not_fatal(tmp_path: Path):
     reasons = {item.path: item.reason for item in skipped}
     assert reasons["empty.jpg"] == "empty file"
     assert reasons["missing.jpg"] == "file not found"
-    assert reasons["text.jpg"].startswith("not a readable image")
+    assert reasons["text.jpg"] == "not an image: no image format recognised"
 
 
 def test_class_folders_ignore_hidden_folders_and_non_images(tmp_path: Path):
