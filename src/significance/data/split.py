@@ -38,7 +38,7 @@ def split_stratified(
     """
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
         raise SplitError(f"fractions must be in (0, 1): test {test_fraction}, val {val_fraction}")
-    minimum = 3 if val_fraction > 0 else 2
+    minimum = minimum_class_size(val_fraction)
     for label, count in sorted(Counter(sample.label for sample in samples).items()):
         if count < minimum:
             raise SplitError(
@@ -67,6 +67,11 @@ def split_stratified(
                     assignment[path] = split
     _check_every_split_has_each_class(samples, assignment, val_fraction > 0)
     return assignment
+
+
+def minimum_class_size(val_fraction: float) -> int:
+    """Images a class needs so that each split gets one: train, test and val if it is used."""
+    return 3 if val_fraction > 0 else 2
 
 
 def _check_every_split_has_each_class(
