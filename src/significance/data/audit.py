@@ -185,8 +185,9 @@ def audit_collection(
                     annotations_file if layout == "annotations" else "", "table error", str(error)
                 )
             )
-    referenced = sorted({path for task_labels in labels.values() for path in task_labels})
     table = annotations_file if layout == "annotations" else None
+    listed = {path for task_labels in labels.values() for path in task_labels}
+    referenced = sorted(listed | set(_table_paths(root / table) if table else ()))
     unreferenced = sorted(set(_files_on_disk(root, table)) - set(referenced))
     paths = [*referenced, *unreferenced]
     scanned = scan_files([root / p for p in paths], cache_file, description="Auditing images")
@@ -325,6 +326,14 @@ def find_split_files(location: str | Path | None) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"no split.csv under {location}")
     return found
+
+
+def _table_paths(table: Path) -> list[str]:
+    """Every path the annotations table lists, whatever its labels (none if unreadable)."""
+    if not table.is_file():
+        return []
+    with table.open(newline="", encoding="utf-8-sig") as handle:
+        return [row["path"].strip() for row in csv.DictReader(handle) if row.get("path")]
 
 
 def _files_on_disk(root: Path, table: str | None) -> list[str]:

@@ -59,9 +59,12 @@ def load_image(path: str | Path, size: int | None = None) -> Image.Image:
         with open_image(path) as image:
             limit = pixel_limit()
             if image.format == "JPEG":
-                request = (size, size) if size is not None else _within(image.size, limit)
+                # draft picks a DCT scale no smaller than the request: quality is kept, and
+                # a request within the limit keeps the decode within 4 times the limit.
+                request = _within(image.size, limit)
+                if size is not None:
+                    request = (min(size, request[0]), min(size, request[1]))
                 if request != image.size:
-                    # draft picks a DCT scale no smaller than the request: quality is kept.
                     image.draft("RGB", request)
             width, height = image.size
             if width * height > LARGE_IMAGE_FACTOR * limit:
@@ -106,9 +109,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16"):
         # 16-bit: the full 0..65535 range maps to 0..255, as an 8-bit export of it would.
         pixels = np.asarray(image).astype(np.float64)
-        image = Image.fromarray(np.rint(pixels / 257.0).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.rint(pixels / 257.0).astype(np.uint8))
     elif image.mode in ("I", "F"):
-        image = Image.fromarray(_scale_to_8bit(np.asarray(image, dtype=np.float64)), mode="L")
+        image = Image.fromarray(_scale_to_8bit(np.asarray(image, dtype=np.float64)))
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
