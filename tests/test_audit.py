@@ -130,6 +130,7 @@ def test_audit_script_writes_its_report_and_strict_fails_on_conflicts(tmp_path):
     assert (tmp_path / "out" / "audit.md").is_file() and (tmp_path / "out" / "audit.csv").is_file()
     strict = run_script(*arguments, "--strict")
     assert strict.returncode == 1, strict.stderr[-2000:]
-    missing = run_script("audit.py", f"data.root={tmp_path / 'nowhere'}",
-                         f"hydra.run.dir={tmp_path / 'out2'}")
+    missing = run_script(
+        "audit.py", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'out2'}"
+    )
     assert missing.returncode == 2 and "is not a folder" in missing.stderr

@@ -99,3 +99,8 @@ def test_a_class_emptied_from_a_split_by_unreadable_files_is_refused():
     readable = [s for s in samples if s not in rare_test]
     with pytest.raises(SplitError, match="'rare' has no image in the test split"):
         split_stratified(readable, seed=0, left_out=rare_test)
+
+
+def test_a_class_of_the_task_without_images_is_refused():
+    with pytest.raises(SplitError, match="class 'bronze' has 0 image"):
+        split_stratified(make_samples({"gold": 10, "silver": 10}), classes=("gold", "bronze"))

@@ -118,7 +118,8 @@ class ArtworkDataModule(L.LightningDataModule):
         # Unreadable files keep their place in the draw, so no other image changes split.
         assignment = split_stratified(samples, self.test_fraction, self.val_fraction,
                                       seed=self.seed, salt=self.task.id,
-                                      left_out=[s.sample for s in skipped if s.sample])
+                                      left_out=[s.sample for s in skipped if s.sample],
+                                      classes=self.task.classes)
         write_split(self.split_file, samples, assignment)
         write_skipped(self.split_file.with_name("skipped.csv"), skipped)
         counts = Counter(assignment.values())

@@ -275,12 +275,20 @@ def _close_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 512) -> lis
     for start in range(0, len(hashes), chunk):
         block = hashes[start : start + chunk]
         xor = block[:, None] ^ hashes[None, :]
-        distance = np.unpackbits(xor.view(np.uint8), axis=1).reshape(len(block), -1, 64).sum(2)
+        distance = _popcount(xor)
         rows, columns = np.nonzero(distance <= max_distance)
         rows += start
         keep = rows < columns
         pairs.extend(zip(rows[keep].tolist(), columns[keep].tolist(), strict=True))
     return pairs
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (NumPy >= 2 counts them natively, at a byte per value)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values)
+    bits = np.unpackbits(values.view(np.uint8), axis=-1)
+    return bits.reshape(*values.shape, 64).sum(-1)
 
 
 def _thumbnail_distance(a: ImageFacts, b: ImageFacts) -> float:

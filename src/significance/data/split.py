@@ -26,6 +26,7 @@ def split_stratified(
     seed: int = 0,
     salt: str = "",
     left_out: Sequence[Sample] = (),
+    classes: Sequence[str] = (),
 ) -> dict[str, str]:
     """Assign every sample to train, val or test; returns `{path: split}`.
 
@@ -34,12 +35,15 @@ def split_stratified(
     least one image per class each. Samples that share a group go to one split together.
     The result depends only on the samples, `seed` and `salt` (the task id), never on order.
     `left_out` samples (files that cannot be read) take part in the draw but are not assigned,
-    so that a file turning unreadable, or readable again, moves no other image.
+    so that a file turning unreadable, or readable again, moves no other image. Every one of
+    `classes` (the task's) must have enough images too, not only those that occur.
     """
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
         raise SplitError(f"fractions must be in (0, 1): test {test_fraction}, val {val_fraction}")
     minimum = minimum_class_size(val_fraction)
-    for label, count in sorted(Counter(sample.label for sample in samples).items()):
+    counts = Counter(dict.fromkeys(classes, 0))
+    counts.update(sample.label for sample in samples)
+    for label, count in sorted(counts.items()):
         if count < minimum:
             raise SplitError(
                 f"class {label!r} has {count} image(s): at least {minimum} are needed "
