@@ -112,8 +112,13 @@ def test_truncated_files_are_found_by_a_full_decode_once(tmp_path: Path, monkeyp
         noise(300, 200, len(name)).save(tmp_path / name, quality=90)
     data = (tmp_path / "full.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])  # the header is intact
-    write_table(tmp_path, [{"path": n, "artwork_type": "coins", "material": "gold"}
-                           for n in ("good.jpg", "full.jpg", "cut.jpg")])
+    write_table(
+        tmp_path,
+        [
+            {"path": n, "artwork_type": "coins", "material": "gold"}
+            for n in ("good.jpg", "full.jpg", "cut.jpg")
+        ],
+    )
     cache = tmp_path / ".cache" / "facts.sqlite"
     samples, skipped = index_collection(tmp_path, "annotations", MATERIAL, cache_file=cache)
     assert [s.path for s in samples] == ["full.jpg", "good.jpg"]
@@ -151,12 +156,15 @@ def test_near_duplicates_never_straddle_the_split(tmp_path: Path):
         folder.mkdir(exist_ok=True)
         noise(200, 150, index).save(folder / f"{index}.jpg", quality=90)
         noise(200, 150, index).resize((120, 90)).save(folder / f"{index}_copy.jpg", quality=60)
-    pairs = [(f"{MATERIAL.classes[i % 3]}/{i}.jpg", f"{MATERIAL.classes[i % 3]}/{i}_copy.jpg")
-             for i in range(30)]
+    pairs = [
+        (f"{MATERIAL.classes[i % 3]}/{i}.jpg", f"{MATERIAL.classes[i % 3]}/{i}_copy.jpg")
+        for i in range(30)
+    ]
 
     def straddling(group_duplicates: bool) -> int:
-        samples, _ = index_collection(tmp_path, "folders", MATERIAL,
-                                      group_duplicates=group_duplicates)
+        samples, _ = index_collection(
+            tmp_path, "folders", MATERIAL, group_duplicates=group_duplicates
+        )
         assignment = split_stratified(samples, seed=0)
         return sum(assignment[a] != assignment[b] for a, b in pairs)
 

@@ -131,10 +131,12 @@ def test_a_collection_with_bad_files_trains_to_the_end(compose_train, tmp_path, 
         csv.writer(handle).writerows([f"bad/{name}", "coins", "gold", *[""] * 5] for name in bad)
     # The split the same table gets were the bad files readable (no decode: labels only).
     task = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
-    readable_all = split_stratified(read_labels(root, "annotations", task, "annotations.csv"),
-                                    seed=0, salt=task.id)
-    result = train(compose_train("task=coins/material", f"data.root={root}",
-                                 "trainer.max_epochs=1"))
+    readable_all = split_stratified(
+        read_labels(root, "annotations", task, "annotations.csv"), seed=0, salt=task.id
+    )
+    result = train(
+        compose_train("task=coins/material", f"data.root={root}", "trainer.max_epochs=1")
+    )
     assert result["status"] == "ok"
     with (tmp_path / "run" / "skipped.csv").open() as handle:
         skipped = {row["path"]: row["reason"] for row in csv.DictReader(handle)}
@@ -143,8 +145,11 @@ def test_a_collection_with_bad_files_trains_to_the_end(compose_train, tmp_path, 
     }
     # The bad files are left out and every other image keeps the split it would have if they
     # could be read.
-    messy = {s.path: name for name, part in read_split(tmp_path / "run" / "split.csv").items()
-             for s in part}
+    messy = {
+        s.path: name
+        for name, part in read_split(tmp_path / "run" / "split.csv").items()
+        for s in part
+    }
     assert messy == {path: part for path, part in readable_all.items() if path in messy}
     assert len(messy) == len(readable_all) - len(bad)
 
@@ -154,7 +159,8 @@ def test_an_image_that_breaks_during_the_run_is_replaced_not_fatal(tmp_path: Pat
 
     for name in ("a.png", "b.png"):
         Image.new("RGB", (8, 8), (0, 200, 0) if name == "b.png" else (200, 0, 0)).save(
-            tmp_path / name)
+            tmp_path / name
+        )
     samples = [Sample("a.png", "gold", "a.png"), Sample("b.png", "silver", "b.png")]
     dataset = ArtworkImages(tmp_path, samples, ("gold", "silver"), image_size=4)
     (tmp_path / "a.png").write_bytes(b"broken after indexing")
