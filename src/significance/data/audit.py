@@ -194,8 +194,12 @@ def audit_collection(
     facts = dict(zip(paths, scanned.values(), strict=True))
     report.files = len(paths)
     for path in referenced:
-        if facts[path].problem is not None:
-            report.problems.append(Problem(path, facts[path].problem, facts[path].detail))
+        found = facts[path]
+        if found.problem == "file not found":
+            listed_in = table or "its class folder"
+            report.problems.append(Problem(path, found.problem, f"{listed_in} lists it"))
+        elif found.problem is not None:
+            report.problems.append(Problem(path, found.problem, found.detail))
     for path in unreferenced:
         # Other files (notes, scripts) are no concern; images and unreadable formats are.
         is_image = Path(path).suffix.lower() in IMAGE_SUFFIXES or facts[path].problem in (
