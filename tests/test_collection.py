@@ -2,9 +2,12 @@ import csv
 from pathlib import Path
 
 import pytest
+from crafted_images import noise
 from PIL import Image
 
+from significance.data import scan
 from significance.data.collection import CollectionError, index_collection
+from significance.data.split import split_stratified
 from significance.tasks import Task
 
 MATERIAL = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
@@ -78,7 +81,7 @@ def test_unreadable_files_are_skipped_not_fatal(tmp_path: Path):
     reasons = {item.path: item.reason for item in skipped}
     assert reasons["empty.jpg"] == "empty file"
     assert reasons["missing.jpg"] == "file not found"
-    assert reasons["text.jpg"].startswith("not a readable image")
+    assert reasons["text.jpg"] == "not an image: no image format recognised"
 
 
 def test_class_folders_ignore_hidden_folders_and_non_images(tmp_path: Path):
@@ -102,3 +105,68 @@ def test_class_folders_that_do_not_match_the_task_are_refused(tmp_path: Path):
         CollectionError, match=r"missing \['other', 'silver'\], unexpected \['bronze'\]"
     ):
         index_collection(tmp_path, "folders", MATERIAL)
+
+
+def test_truncated_files_are_found_by_a_full_decode_once(tmp_path: Path, monkeypatch):
+    for name in ("good.jpg", "full.jpg"):
+        noise(300, 200, len(name)).save(tmp_path / name, quality=90)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])  # the header is intact
+    write_table(
+        tmp_path,
+        [
+            {"path": n, "artwork_type": "coins", "material": "gold"}
+            for n in ("good.jpg", "full.jpg", "cut.jpg")
+        ],
+    )
+    cache = tmp_path / ".cache" / "facts.sqlite"
+    samples, skipped = index_collection(tmp_path, "annotations", MATERIAL, cache_file=cache)
+    assert [s.path for s in samples] == ["full.jpg", "good.jpg"]
+    assert [(s.path, s.reason.split(":")[0]) for s in skipped] == [("cut.jpg", "truncated")]
+    decoded = []
+    monkeypatch.setattr(scan, "scan_file", lambda path: decoded.append(path))
+    assert index_collection(tmp_path, "annotations", MATERIAL, cache_file=cache)[1] == skipped
+    assert decoded == []  # every file came from the cache
+
+
+def test_a_file_listed_twice_is_one_sample_or_an_error(tmp_path: Path):
+    image(tmp_path / "a.jpg")
+    image(tmp_path / "b.jpg")
+    row = {"path": "a.jpg", "artwork_type": "coins", "material": "gold"}
+    write_table(tmp_path, [row, row, {**row, "path": "b.jpg"}])
+    samples, _ = index_collection(tmp_path, "annotations", MATERIAL)
+    assert [s.path for s in samples] == ["a.jpg", "b.jpg"]
+    write_table(tmp_path, [row, {**row, "material": "silver"}])
+    with pytest.raises(CollectionError, match=r"'a.jpg': \{'gold': \[2\], 'silver': \[3\]\}"):
+        index_collection(tmp_path, "annotations", MATERIAL)
+
+
+def test_empty_class_folders_are_a_clear_error(tmp_path: Path):
+    for label in MATERIAL.classes:
+        (tmp_path / label).mkdir()
+    with pytest.raises(CollectionError, match="no labelled images"):
+        index_collection(tmp_path, "folders", MATERIAL)
+
+
+def test_near_duplicates_never_straddle_the_split(tmp_path: Path):
+    """30 images, each with a resized, recompressed copy; grouped, every pair shares a split."""
+    for index in range(30):
+        label = MATERIAL.classes[index % 3]
+        folder = tmp_path / label
+        folder.mkdir(exist_ok=True)
+        noise(200, 150, index).save(folder / f"{index}.jpg", quality=90)
+        noise(200, 150, index).resize((120, 90)).save(folder / f"{index}_copy.jpg", quality=60)
+    pairs = [
+        (f"{MATERIAL.classes[i % 3]}/{i}.jpg", f"{MATERIAL.classes[i % 3]}/{i}_copy.jpg")
+        for i in range(30)
+    ]
+
+    def straddling(group_duplicates: bool) -> int:
+        samples, _ = index_collection(
+            tmp_path, "folders", MATERIAL, group_duplicates=group_duplicates
+        )
+        assignment = split_stratified(samples, seed=0)
+        return sum(assignment[a] != assignment[b] for a, b in pairs)
+
+    assert straddling(group_duplicates=False) > 0  # the test can fail
+    assert straddling(group_duplicates=True) == 0

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from crafted_images import TEST_PIXEL_LIMIT, make_crafted
 from PIL import Image
 
 from significance.data.images import UnreadableImageError, load_image
@@ -43,3 +44,60 @@ def test_a_truncated_file_raises_a_clear_error(tmp_path: Path):
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 3])
     with pytest.raises(UnreadableImageError, match=r"cut\.jpg"):
         load_image(tmp_path / "cut.jpg")
+
+
+@pytest.fixture
+def crafted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The crafted files, with Pillow's bomb limit lowered so that huge.* are above it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", TEST_PIXEL_LIMIT)
+    make_crafted(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cmyk.jpg", [[255, 0, 0]]),  # CMYK (0, 255, 255, 0) is red
+        ("deep.png", [[0, 0, 0], [128, 128, 128], [255, 255, 255]]),  # 16-bit range -> 8-bit
+        ("palette.png", [[255, 0, 0], [255, 255, 255]]),  # transparent index on white
+        ("grey_alpha.png", [[0, 0, 0], [255, 255, 255]]),
+        ("animated.gif", [[255, 0, 0]]),  # the first frame
+        ("scan.tif", [[200, 40, 120]]),
+        ("photo.webp", [[0, 128, 255]]),
+    ],
+)
+def test_crafted_files_load_as_8bit_rgb(crafted: Path, name: str, expected: list):
+    pixels = np.asarray(load_image(crafted / name)).astype(int)
+    assert pixels.dtype == int and pixels.shape[2] == 3
+    for index, colour in enumerate(expected):
+        assert np.abs(pixels[0, index] - colour).max() <= 6, (name, index, pixels[0, index])
+
+
+def test_exif_rotation_turns_the_content_upright(crafted: Path):
+    pixels = np.asarray(load_image(crafted / "rotated.jpg")).astype(int)
+    assert pixels.shape == (40, 20, 3)
+    # The black left half of the stored image is on top once turned clockwise.
+    assert pixels[5, 10].max() < 40 and pixels[35, 10].min() > 215
+
+
+@pytest.mark.parametrize("name", ["huge.png", "huge.jpg"])
+def test_images_above_the_bomb_limit_are_decoded_reduced(crafted: Path, name: str):
+    image = load_image(crafted / name)
+    assert image.width * image.height <= TEST_PIXEL_LIMIT
+    assert image.width > image.height  # aspect kept by the reduction
+    assert np.abs(np.asarray(image).astype(int)[0, 0] - [10, 200, 30]).max() <= 6
+    assert load_image(crafted / name, size=32).size == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("giant.png", "too large"),
+        ("truncated.jpg", "truncated"),
+        ("zero.jpg", "cannot identify"),
+        ("text.jpg", "cannot identify"),
+    ],
+)
+def test_files_that_cannot_be_decoded_raise_with_the_reason(crafted: Path, name, message):
+    with pytest.raises(UnreadableImageError, match=message):
+        load_image(crafted / name, size=32)

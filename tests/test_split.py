@@ -79,3 +79,28 @@ def test_split_file_round_trip(tmp_path: Path):
     parts = read_split(tmp_path / "split.csv")
     assert {s.path: name for name, part in parts.items() for s in part} == assignment
     assert sorted(s for part in parts.values() for s in part) == sorted(samples)
+
+
+def test_an_unreadable_file_moves_no_other_image():
+    samples = make_samples(COUNTS, group_size=2)
+    everything = split_stratified(samples, seed=4, salt="t")
+    broken = [samples[0], samples[57], samples[-1]]
+    readable = [s for s in samples if s not in broken]
+    assignment = split_stratified(readable, seed=4, salt="t", left_out=broken)
+    assert assignment == {s.path: everything[s.path] for s in readable}
+    # Without holding their place, the draw changes for images that did nothing.
+    assert split_stratified(readable, seed=4, salt="t") != assignment
+
+
+def test_a_class_emptied_from_a_split_by_unreadable_files_is_refused():
+    samples = make_samples({"common": 30, "rare": 4})
+    everything = split_stratified(samples, seed=0)
+    rare_test = [s for s in samples if s.label == "rare" and everything[s.path] == "test"]
+    readable = [s for s in samples if s not in rare_test]
+    with pytest.raises(SplitError, match="'rare' has no image in the test split"):
+        split_stratified(readable, seed=0, left_out=rare_test)
+
+
+def test_a_class_of_the_task_without_images_is_refused():
+    with pytest.raises(SplitError, match="class 'bronze' has 0 image"):
+        split_stratified(make_samples({"gold": 10, "silver": 10}), classes=("gold", "bronze"))

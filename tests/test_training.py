@@ -1,15 +1,21 @@
 """Training, checkpoints and evaluation, in-process and through the real entry scripts."""
 
+import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import FAST, TASK_IDS, assert_ok, run_script
+from crafted_images import CRAFTED, make_crafted
+from PIL import Image
 
-from significance.data.split import read_split
+from significance.data.collection import Sample, read_labels
+from significance.data.split import read_split, split_stratified
 from significance.evaluation import evaluate_checkpoint
 from significance.models.module import CheckpointError, load_classifier
+from significance.tasks import Task
 from significance.training import train
 
 
@@ -114,3 +120,49 @@ def test_train_then_evaluate_through_the_entry_scripts_gives_equal_metrics(tmp_p
 def test_bad_settings_fail_before_training(compose_train, override: str, message: str):
     with pytest.raises(ValueError, match=message):
         train(compose_train(override))
+
+
+def test_a_collection_with_bad_files_trains_to_the_end(compose_train, tmp_path, demo_dir):
+    root = tmp_path / "messy"
+    shutil.copytree(demo_dir, root)
+    bad = {name: CRAFTED[name] for name in ("truncated.jpg", "zero.jpg", "text.jpg", "phone.jpg")}
+    make_crafted(root / "bad")
+    with (root / "annotations.csv").open("a", newline="") as handle:
+        csv.writer(handle).writerows([f"bad/{name}", "coins", "gold", *[""] * 5] for name in bad)
+    # The split the same table gets were the bad files readable (no decode: labels only).
+    task = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
+    readable_all = split_stratified(
+        read_labels(root, "annotations", task, "annotations.csv"), seed=0, salt=task.id
+    )
+    result = train(
+        compose_train("task=coins/material", f"data.root={root}", "trainer.max_epochs=1")
+    )
+    assert result["status"] == "ok"
+    with (tmp_path / "run" / "skipped.csv").open() as handle:
+        skipped = {row["path"]: row["reason"] for row in csv.DictReader(handle)}
+    assert {path: reason.split(":")[0] for path, reason in skipped.items()} == {
+        f"bad/{name}": problem for name, problem in bad.items()
+    }
+    # The bad files are left out and every other image keeps the split it would have if they
+    # could be read.
+    messy = {
+        s.path: name
+        for name, part in read_split(tmp_path / "run" / "split.csv").items()
+        for s in part
+    }
+    assert messy == {path: part for path, part in readable_all.items() if path in messy}
+    assert len(messy) == len(readable_all) - len(bad)
+
+
+def test_an_image_that_breaks_during_the_run_is_replaced_not_fatal(tmp_path: Path):
+    from significance.data.datamodule import ArtworkImages
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8), (0, 200, 0) if name == "b.png" else (200, 0, 0)).save(
+            tmp_path / name
+        )
+    samples = [Sample("a.png", "gold", "a.png"), Sample("b.png", "silver", "b.png")]
+    dataset = ArtworkImages(tmp_path, samples, ("gold", "silver"), image_size=4)
+    (tmp_path / "a.png").write_bytes(b"broken after indexing")
+    pixels, target = dataset[0]
+    assert target == 1 and pixels.shape == (3, 4, 4) and pixels[1].min() == 200

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PIL import Image
-
 from significance.data.images import IMAGE_SUFFIXES
+from significance.data.scan import ImageFacts, connected_components, duplicate_groups, scan_files
 from significance.tasks import ARTWORK_TYPE_FIELD, Task
 
 log = logging.getLogger(__name__)
@@ -46,31 +45,41 @@ class SkippedFile:
 
     path: str
     reason: str
+    # The labelled sample the file would have been: it keeps its place in the split draw.
+    sample: Sample | None = None
 
 
 def index_collection(
-    root: str | Path, layout: str, task: Task, annotations_file: str = "annotations.csv"
+    root: str | Path,
+    layout: str,
+    task: Task,
+    annotations_file: str = "annotations.csv",
+    cache_file: str | Path | None = None,
+    group_duplicates: bool = False,
+    duplicate_distance: int = 6,
 ) -> tuple[list[Sample], list[SkippedFile]]:
     """List the labelled images of `task` in the collection, sorted by path.
 
-    Files that are missing or not images are returned as skipped instead of failing the run.
+    Every file is decoded once (cached in `cache_file` by path, size and mtime): files that
+    are missing, truncated or not images are returned as skipped instead of failing the run.
+    With `group_duplicates`, exact and near-duplicate images join one group, so that a split
+    never puts copies of one image on both sides.
     """
     root = Path(root)
     if not root.is_dir():
         raise CollectionError(f"data.root {root} is not a folder")
-    if layout == "annotations":
-        samples = _read_annotations(root, root / annotations_file, task)
-    elif layout == "folders":
-        samples = _read_class_folders(root, task)
-    else:
-        raise CollectionError(f"data.layout must be one of {LAYOUTS}, got {layout!r}")
+    samples = read_labels(root, layout, task, annotations_file)
+    facts = scan_files(
+        (root / sample.path for sample in samples), cache_file,
+        description=f"Checking the images of {task.id}",
+    )
     readable, skipped = [], []
     for sample in samples:
-        reason = _unreadable_reason(root / sample.path)
-        if reason is None:
+        found = facts[root / sample.path]
+        if found.problem is None:
             readable.append(sample)
         else:
-            skipped.append(SkippedFile(sample.path, reason))
+            skipped.append(SkippedFile(sample.path, found.reason, sample))
     if skipped:
         log.warning(
             "%d of %d files of task %s are left out because they cannot be read, e.g. %s: %s",
@@ -78,21 +87,55 @@ def index_collection(
         )
     if not readable:
         raise CollectionError(f"no readable images for task {task.id} in {root} ({layout})")
+    if group_duplicates:
+        readable = merge_duplicate_groups(
+            readable, {s.path: facts[root / s.path] for s in readable}, duplicate_distance
+        )
     return sorted(readable, key=lambda s: s.path), skipped
 
 
-def _unreadable_reason(path: Path) -> str | None:
-    """Why `path` cannot be used as an image (from its header alone), or None."""
-    if not path.is_file():
-        return "file not found"
-    if path.stat().st_size == 0:
-        return "empty file"
-    try:
-        with Image.open(path) as image:
-            image.size  # noqa: B018 - parsing the header is the check
-    except Exception as error:
-        return f"not a readable image ({type(error).__name__}: {error})"
-    return None
+def read_labels(root: Path, layout: str, task: Task, annotations_file: str) -> list[Sample]:
+    """The labelled samples of `task` as the layout lists them (the files are not read)."""
+    if layout == "annotations":
+        samples = _read_annotations(root, root / annotations_file, task)
+    elif layout == "folders":
+        samples = _read_class_folders(root, task)
+    else:
+        raise CollectionError(f"data.layout must be one of {LAYOUTS}, got {layout!r}")
+    if not samples:
+        raise CollectionError(f"no labelled images for task {task.id} in {root} ({layout})")
+    return samples
+
+
+def merge_duplicate_groups(
+    samples: list[Sample], facts: dict[str, ImageFacts], max_distance: int
+) -> list[Sample]:
+    """Samples whose images are copies of each other put into one group (the smallest id).
+
+    Groups are merged transitively: an object_id group that holds a copy of another image
+    joins that image's group too. Copies that carry different labels are logged.
+    """
+    copies = duplicate_groups(facts, max_distance)
+    by_path = {sample.path: sample for sample in samples}
+    pairs = [
+        (by_path[first].group, by_path[other].group) for first, *rest in copies for other in rest
+    ]
+    group_of = {
+        group: component[0]
+        for component in connected_components({s.group for s in samples}, pairs)
+        for group in component
+    }
+    conflicts = [c for c in copies if len({by_path[p].label for p in c}) > 1]
+    if conflicts:
+        log.warning(
+            "%d sets of duplicate images carry different labels, e.g. %s; "
+            "run audit.py to list them all",
+            len(conflicts), [(p, by_path[p].label) for p in conflicts[0]],
+        )
+    if copies:
+        log.info("%d images are copies of another and share its group (data.group_duplicates)",
+                 sum(len(c) for c in copies))
+    return [replace(sample, group=group_of[sample.group]) for sample in samples]
 
 
 def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
@@ -112,6 +155,7 @@ def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
                 f"it has {sorted(columns)}"
             )
         samples, unknown = [], {}
+        lines_of: dict[str, dict[str, list[int]]] = {}
         for line, row in enumerate(reader, start=2):
             if task.stage == 2 and row[ARTWORK_TYPE_FIELD].strip() != task.artwork_type:
                 continue
@@ -122,8 +166,18 @@ def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
                 unknown.setdefault(label, []).append(line)
                 continue
             path = row["path"].strip()
-            group = (row.get("object_id") or "").strip() or path
-            samples.append(Sample(path=path, label=label, group=group))
+            lines_of.setdefault(path, {}).setdefault(label, []).append(line)
+            if len(lines_of[path]) == 1 and len(lines_of[path][label]) == 1:
+                group = (row.get("object_id") or "").strip() or path
+                samples.append(Sample(path=path, label=label, group=group))
+    # One file listed twice is one sample if the rows agree, and a mistake if they do not.
+    conflicts = {path: labels for path, labels in lines_of.items() if len(labels) > 1}
+    if conflicts:
+        details = "; ".join(f"{path!r}: {labels}" for path, labels in list(conflicts.items())[:10])
+        raise CollectionError(
+            f"{table}: {len(conflicts)} file(s) listed with different labels for task "
+            f"{task.id} (label: lines): {details}"
+        )
     if unknown:
         details = "; ".join(f"{label!r} on lines {lines[:5]}" for label, lines in unknown.items())
         raise CollectionError(

@@ -11,11 +11,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from significance.data.collection import Sample, SkippedFile, index_collection
 from significance.data.demo import ensure_demo_collection
-from significance.data.images import load_image
+from significance.data.images import UnreadableImageError, load_image
 from significance.data.split import read_split, split_stratified, write_split
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
 from significance.tasks import Task
@@ -37,10 +38,23 @@ class ArtworkImages(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        sample = self.samples[index]
-        image = load_image(self.root / sample.path, self.image_size)
+        sample, image = self._load_from(index)
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
         return pixels, self.class_index[sample.label]
+
+    def _load_from(self, index: int) -> tuple[Sample, Image.Image]:
+        """The sample at `index`, or, if its file broke after indexing, the next one that loads.
+
+        Indexing already left unreadable files out; this only keeps a file damaged during a
+        run from killing it mid-epoch. The substitution is logged with the file's name.
+        """
+        for offset in range(len(self.samples)):
+            sample = self.samples[(index + offset) % len(self.samples)]
+            try:
+                return sample, load_image(self.root / sample.path, self.image_size)
+            except UnreadableImageError as error:
+                log.error("Unreadable during the run, replaced by the next image: %s", error)
+        raise UnreadableImageError(f"no image of this split can be read under {self.root}")
 
 
 class ArtworkDataModule(L.LightningDataModule):
@@ -65,6 +79,9 @@ class ArtworkDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         augmentation: Augmentation | None = None,
+        cache_file: str | Path | None = None,
+        group_duplicates: bool = False,
+        duplicate_distance: int = 6,
     ) -> None:
         super().__init__()
         self.task = task
@@ -80,6 +97,9 @@ class ArtworkDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.seed = seed
         self.augmentation = augmentation or Augmentation()
+        self.cache_file = cache_file
+        self.group_duplicates = group_duplicates
+        self.duplicate_distance = duplicate_distance
         self.datasets: dict[str, ArtworkImages] = {}
         # Separate streams for shuffling and augmentation; the latter reseeded per rank in setup.
         self.shuffle_generator = torch.Generator().manual_seed(seed)
@@ -93,9 +113,13 @@ class ArtworkDataModule(L.LightningDataModule):
             log.info("Reusing the split in %s", self.split_file)
             return
         samples, skipped = index_collection(self.root, self.layout, self.task,
-                                            self.annotations_file)
+                                            self.annotations_file, self.cache_file,
+                                            self.group_duplicates, self.duplicate_distance)
+        # Unreadable files keep their place in the draw, so no other image changes split.
         assignment = split_stratified(samples, self.test_fraction, self.val_fraction,
-                                      seed=self.seed, salt=self.task.id)
+                                      seed=self.seed, salt=self.task.id,
+                                      left_out=[s.sample for s in skipped if s.sample],
+                                      classes=self.task.classes)
         write_split(self.split_file, samples, assignment)
         write_skipped(self.split_file.with_name("skipped.csv"), skipped)
         counts = Counter(assignment.values())

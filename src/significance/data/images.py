@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,36 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2"}
 )
 
+# Images above Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) are decoded at
+# reduced size; a format that cannot decode at reduced size (all but JPEG) is decoded in full
+# first, which is allowed only up to this multiple of the limit (4 x 89 M pixels: ~1 GB RGB).
+LARGE_IMAGE_FACTOR = 4
+
+# Pillow's own guard is one global; it is lifted only while this module opens a header.
+_guard_lock = threading.Lock()
+
 
 class UnreadableImageError(Exception):
     """An image file that cannot be decoded; the message says why."""
+
+
+def pixel_limit() -> int:
+    """Pillow's decompression-bomb limit in pixels as set now (tests may lower it)."""
+    return int(Image.MAX_IMAGE_PIXELS or Image.MAX_IMAGE_PIXELS_DEFAULT)
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open `path` lazily (header only), with Pillow's bomb guard lifted for this call alone.
+
+    Callers decide themselves how large an image they decode (`load_image`).
+    """
+    with _guard_lock:
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def load_image(path: str | Path, size: int | None = None) -> Image.Image:
@@ -22,15 +51,33 @@ def load_image(path: str | Path, size: int | None = None) -> Image.Image:
 
     The resize stretches (aspect ratio not kept), as the original study's `Resize((224, 224))`.
     Large JPEGs are decoded at reduced scale straight away (`draft`), which is much faster.
+    Images above Pillow's decompression-bomb limit are decoded at reduced size (JPEG draft,
+    then `Image.reduce`) to at most the limit, never refused unless a full decode of them
+    would pass `LARGE_IMAGE_FACTOR` times the limit.
     """
     try:
-        with Image.open(path) as image:
-            if size is not None and image.format == "JPEG":
-                # draft picks a DCT scale no smaller than the request: quality is kept.
-                image.draft("RGB", (size, size))
+        with open_image(path) as image:
+            limit = pixel_limit()
+            if image.format == "JPEG":
+                # draft picks a DCT scale no smaller than the request: quality is kept, and
+                # a request within the limit keeps the decode within 4 times the limit.
+                request = _within(image.size, limit)
+                if size is not None:
+                    request = (min(size, request[0]), min(size, request[1]))
+                if request != image.size:
+                    image.draft("RGB", request)
+            width, height = image.size
+            if width * height > LARGE_IMAGE_FACTOR * limit:
+                raise UnreadableImageError(
+                    f"{path}: too large: {width}x{height} pixels, more than "
+                    f"{LARGE_IMAGE_FACTOR} x Pillow's limit of {limit} to decode in full"
+                )
             image.load()
+            image = _reduce_to(image, limit)
             image = ImageOps.exif_transpose(image)
             image = _to_rgb(image)
+    except UnreadableImageError:
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise UnreadableImageError(f"{path}: {error}") from error
     if size is not None and image.size != (size, size):
@@ -38,14 +85,33 @@ def load_image(path: str | Path, size: int | None = None) -> Image.Image:
     return image
 
 
+def _within(size: tuple[int, int], limit: int) -> tuple[int, int]:
+    """`size` scaled down, keeping its aspect, until it has at most `limit` pixels."""
+    width, height = size
+    factor = max(1.0, math.sqrt(width * height / limit))
+    return max(1, int(width / factor)), max(1, int(height / factor))
+
+
+def _reduce_to(image: Image.Image, limit: int) -> Image.Image:
+    """Shrink a decoded image by an integer factor (box average) to at most `limit` pixels."""
+    width, height = image.size
+    if width * height <= limit:
+        return image
+    factor = math.ceil(math.sqrt(width * height / limit))
+    try:
+        return image.reduce(factor)
+    except ValueError:  # modes reduce does not take (P, 1, I;16): convert first
+        return _to_rgb(image).reduce(factor)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, compositing transparency on white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float greyscale: scale the real range to 0..255 rather than clip it.
-        pixels = np.asarray(image, dtype=np.float64)
-        low, high = float(pixels.min()), float(pixels.max())
-        scale = 255.0 / (high - low) if high > low else 0.0
-        image = Image.fromarray(((pixels - low) * scale).astype(np.uint8), mode="L")
+    if image.mode.startswith("I;16"):
+        # 16-bit: the full 0..65535 range maps to 0..255, as an 8-bit export of it would.
+        pixels = np.asarray(image).astype(np.float64)
+        image = Image.fromarray(np.rint(pixels / 257.0).astype(np.uint8))
+    elif image.mode in ("I", "F"):
+        image = Image.fromarray(_scale_to_8bit(np.asarray(image, dtype=np.float64)))
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -56,6 +122,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # CMYK, YCbCr, L, 1 and the rest: Pillow's own conversion handles each.
         return image.convert("RGB")
     return image
+
+
+def _scale_to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """32-bit integer or float greyscale as uint8: 16-bit and 0..1 ranges kept, else stretched."""
+    low, high = float(pixels.min()), float(pixels.max())
+    if low >= 0 and high <= 1.0:
+        scaled = pixels * 255.0
+    elif low >= 0 and high <= 65535:  # 16-bit data that Pillow widened to "I"
+        scaled = pixels / 257.0
+    else:
+        scaled = (pixels - low) * (255.0 / (high - low))
+    return np.rint(scaled).clip(0, 255).astype(np.uint8)
 
 
 def image_to_array(image: Image.Image) -> np.ndarray:

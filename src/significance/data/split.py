@@ -25,6 +25,8 @@ def split_stratified(
     val_fraction: float = 0.1,
     seed: int = 0,
     salt: str = "",
+    left_out: Sequence[Sample] = (),
+    classes: Sequence[str] = (),
 ) -> dict[str, str]:
     """Assign every sample to train, val or test; returns `{path: split}`.
 
@@ -32,18 +34,23 @@ def split_stratified(
     training, rounded per class (so each class keeps its share to within one image), and at
     least one image per class each. Samples that share a group go to one split together.
     The result depends only on the samples, `seed` and `salt` (the task id), never on order.
+    `left_out` samples (files that cannot be read) take part in the draw but are not assigned,
+    so that a file turning unreadable, or readable again, moves no other image. Every one of
+    `classes` (the task's) must have enough images too, not only those that occur.
     """
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
         raise SplitError(f"fractions must be in (0, 1): test {test_fraction}, val {val_fraction}")
-    groups = _groups_by_class(samples)
-    minimum = 3 if val_fraction > 0 else 2
-    for label, label_groups in groups.items():
-        count = sum(len(members) for members in label_groups.values())
+    minimum = minimum_class_size(val_fraction)
+    counts = Counter(dict.fromkeys(classes, 0))
+    counts.update(sample.label for sample in samples)
+    for label, count in sorted(counts.items()):
         if count < minimum:
             raise SplitError(
                 f"class {label!r} has {count} image(s): at least {minimum} are needed "
                 "to put one in each split"
             )
+    kept = {sample.path for sample in samples}
+    groups = _groups_by_class([*samples, *(s for s in left_out if s.path not in kept)])
     assignment: dict[str, str] = {}
     for label in sorted(groups):
         rng = random.Random(f"{seed}|{salt}|{label}")
@@ -60,8 +67,31 @@ def split_stratified(
         for group in order:
             split = "test" if group in test else "val" if group in val else "train"
             for path in groups[label][group]:
-                assignment[path] = split
+                if path in kept:
+                    assignment[path] = split
+    _check_every_split_has_each_class(samples, assignment, val_fraction > 0)
     return assignment
+
+
+def minimum_class_size(val_fraction: float) -> int:
+    """Images a class needs so that each split gets one: train, test and val if it is used."""
+    return 3 if val_fraction > 0 else 2
+
+
+def _check_every_split_has_each_class(
+    samples: Sequence[Sample], assignment: dict[str, str], with_val: bool
+) -> None:
+    """Refuse a split where a class has no image in one split (too few groups, or files left
+    out as unreadable held its share)."""
+    present = {(sample.label, assignment[sample.path]) for sample in samples}
+    for label in sorted({sample.label for sample in samples}):
+        for split in SPLITS if with_val else ("train", "test"):
+            if (label, split) not in present:
+                raise SplitError(
+                    f"class {label!r} has no image in the {split} split: its images form too "
+                    "few groups (object_id, duplicates), or unreadable files left out "
+                    "(skipped.csv) held its share"
+                )
 
 
 def _groups_by_class(samples: Sequence[Sample]) -> dict[str, dict[str, list[str]]]:

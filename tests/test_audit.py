@@ -1,0 +1,136 @@
+"""The audit: every crafted kind of file reported with its reason, duplicates, leakage, strict."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import assert_ok, run_script
+from crafted_images import CRAFTED, TEST_PIXEL_LIMIT, make_crafted, noise
+from PIL import Image
+
+from significance.data import scan
+from significance.data.audit import audit_collection, write_audit
+from significance.data.collection import CollectionError, Sample
+from significance.data.split import write_split
+from significance.tasks import Task
+
+MATERIAL = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
+
+
+def write_table(root: Path, labels: dict[str, str]) -> None:
+    with (root / "annotations.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "artwork_type", "material"])
+        writer.writerows([path, "coins", label] for path, label in labels.items())
+
+
+def make_collection(root: Path) -> dict[str, str]:
+    """Distinct images per class, an exact copy, a resized relabelled copy, a stray file."""
+    labels = {}
+    for index, label in enumerate(["gold", "silver", "other"] * 3):
+        noise(160, 120, 100 + index).save(root / f"{label}{index}.jpg", quality=90)
+        labels[f"{label}{index}.jpg"] = label
+    noise(256, 192, 7).save(root / "a.jpg", quality=90)
+    shutil.copy(root / "a.jpg", root / "a_copy.jpg")
+    Image.open(root / "a.jpg").resize((128, 96)).save(root / "a_small.jpg", quality=70)
+    labels.update({"a.jpg": "gold", "a_copy.jpg": "gold", "a_small.jpg": "silver"})
+    labels["gone.jpg"] = "gold"  # a row whose file is missing
+    noise(64, 64, 99).save(root / "stray.png")  # a file no row refers to
+    write_table(root, labels)
+    return labels
+
+
+def problems_of(report) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for problem in report.problems:
+        found.setdefault(problem.path, set()).add(problem.problem)
+    return found
+
+
+def test_every_crafted_file_is_reported_with_its_reason(tmp_path, monkeypatch):
+    labels = make_collection(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", TEST_PIXEL_LIMIT)
+    make_crafted(tmp_path / "odd")
+    labels.update({f"odd/{name}": "gold" for name in CRAFTED})
+    write_table(tmp_path, labels)
+    report = audit_collection(tmp_path, "annotations", [MATERIAL], min_size=16)
+    found = problems_of(report)
+    for name, problem in CRAFTED.items():
+        if problem is not None:
+            assert problem in found.get(f"odd/{name}", set()), (name, found.get(f"odd/{name}"))
+        else:
+            assert found.get(f"odd/{name}", set()) <= {"small"}, name
+    assert "file not found" in found["gone.jpg"]
+    assert found["stray.png"] == {"unreferenced"}
+    assert "small" in found["odd/palette.png"]  # 4x2 pixels, under min_size
+    # Only readable images count: 3 gold + a.jpg + a_copy.jpg + the 10 crafted that decode.
+    assert report.counts["coins/material"]["gold"] == 5 + 10
+    md, table = write_audit(report, tmp_path / "out")
+    assert "| coins | material | gold, silver, other |" in md.read_text()
+    with table.open() as handle:
+        assert next(csv.reader(handle)) == ["path", "problem", "detail"]
+
+
+def test_duplicates_relabelled_copies_and_leakage_are_found(tmp_path):
+    make_collection(tmp_path)
+    split = tmp_path / "run" / "split.csv"
+    parts = {"a.jpg": "train", "a_copy.jpg": "train", "a_small.jpg": "test"}
+    samples = [Sample(path, "gold", path) for path in parts]
+    write_split(split, samples, parts)
+    report = audit_collection(tmp_path, "annotations", [MATERIAL], split_files=[split])
+    found = problems_of(report)
+    assert {"duplicate", "label conflict", "leakage"} <= found["a.jpg"]
+    assert {"duplicate", "label conflict"} <= found["a_copy.jpg"]
+    assert {"near-duplicate", "label conflict", "leakage"} <= found["a_small.jpg"]
+    assert not any("duplicate" in kinds for path, kinds in found.items() if path[-5] in "012")
+    assert report.leakage == {"run": 3}
+    assert {p.problem for p in report.corrupting} == {"label conflict", "leakage"}
+
+
+def test_a_second_audit_reads_the_hash_cache(tmp_path, monkeypatch):
+    root, cache = tmp_path / "collection", tmp_path / "cache.sqlite"
+    root.mkdir()
+    make_collection(root)
+    first = audit_collection(root, "annotations", [MATERIAL], cache_file=cache)
+    calls, real_scan = [], scan.scan_file
+    monkeypatch.setattr(scan, "scan_file", lambda path: calls.append(path) or real_scan(path))
+    second = audit_collection(root, "annotations", [MATERIAL], cache_file=cache)
+    assert calls == [root / "gone.jpg"]  # only the missing file is looked at again
+    assert second.problems == first.problems
+
+
+def test_class_folders_too_small_and_missing_root(tmp_path):
+    for label in MATERIAL.classes:
+        (tmp_path / label).mkdir()
+        noise(40, 40, hash(label) % 1000).save(tmp_path / label / "x.png")
+    noise(40, 40, 5).save(tmp_path / "gold" / "y.png")
+    (tmp_path / "gold" / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 40)
+    report = audit_collection(tmp_path, "folders", [MATERIAL], min_size=16)
+    found = problems_of(report)
+    assert found["gold/photo.heic"] == {"unreferenced"}
+    small = [p.detail for p in report.problems if p.problem == "class too small"]
+    assert len(small) == 3 and "'gold' has 2 readable" in " ".join(small)
+    with pytest.raises(CollectionError, match="is not a folder"):
+        audit_collection(tmp_path / "nowhere", "folders", [MATERIAL])
+
+
+def test_audit_script_writes_its_report_and_strict_fails_on_conflicts(tmp_path):
+    make_collection(tmp_path)
+    arguments = [
+        "audit.py",
+        f"data.root={tmp_path}",
+        "task=coins/material",
+        f"data.cache_file={tmp_path / 'cache.sqlite'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    ]
+    process = run_script(*arguments)
+    assert_ok(process)
+    assert "label conflict" in process.stdout and "| coins | material |" in process.stdout
+    assert (tmp_path / "out" / "audit.md").is_file() and (tmp_path / "out" / "audit.csv").is_file()
+    strict = run_script(*arguments, "--strict")
+    assert strict.returncode == 1, strict.stderr[-2000:]
+    missing = run_script(
+        "audit.py", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'out2'}"
+    )
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
