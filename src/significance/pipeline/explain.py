@@ -12,7 +12,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 
-from significance.pipeline.inference import model_input
+from significance.pipeline.inference import model_input, resized
 from significance.pipeline.loading import Pipeline
 from significance.tasks import slugify
 
@@ -49,15 +49,8 @@ def explain_batch(
         inputs = model_input(pixels[positions].to(device), model.preprocessing)
         with GradCAM(model=model.net, target_layers=[last_conv_layer(model.net)]) as cam:
             heat_maps = cam(input_tensor=inputs, targets=None)  # None: the predicted class
-        size = model.preprocessing.image_size
-        shown = nn.functional.interpolate(
-            pixels[positions].float(),
-            size=(size, size),
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )
-        shown = (shown.clamp(0, 255) / 255).permute(0, 2, 3, 1).numpy().astype(np.float32)
+        shown = resized(pixels[positions], model.preprocessing.image_size) / 255
+        shown = shown.permute(0, 2, 3, 1).numpy().astype(np.float32)
         for position, image, heat_map in zip(positions, shown, heat_maps, strict=True):
             folder = output_dir / slugify(names[position])
             folder.mkdir(parents=True, exist_ok=True)

@@ -72,15 +72,19 @@ def decode_size(pipeline: Pipeline) -> int:
     return max(model.preprocessing.image_size for model in pipeline.models().values())
 
 
+def resized(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 NCHW -> float NCHW in 0..255 at `size` x `size` (antialiased bilinear)."""
+    images = pixels.float()
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    ).clamp(0, 255)
+
+
 def model_input(pixels: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
     """uint8 NCHW at the decode size -> the float input `preprocessing` describes."""
-    size = preprocessing.image_size
-    images = pixels.float()
-    if images.shape[-1] != size or images.shape[-2] != size:
-        images = F.interpolate(
-            images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        ).clamp(0, 255)
-    return normalize(images, preprocessing)
+    return normalize(resized(pixels, preprocessing.image_size), preprocessing)
 
 
 @torch.inference_mode()
