@@ -98,7 +98,6 @@ def predict(
     paths = list_inputs(source)
     columns = output_columns(pipeline)
     rows: list[dict[str, Any]] = []
-    stage1_classes = pipeline.stage1.task.classes
     started, readable = time.perf_counter(), 0
     with tqdm(total=len(paths), desc="predict", unit="img") as progress:
         for batch in decoded_batches(paths, decode_size(pipeline), batch_size, num_workers):
@@ -113,34 +112,15 @@ def predict(
             ]
             if images:
                 pixels = torch.stack([item.pixels for _, item in images])
-                stage1 = probabilities(pipeline.stage1, pixels)
-                routes = []
-                for (row, _), probs in zip(images, stage1, strict=True):
-                    row[TYPE_COLUMN], row[TYPE_COLUMN + PROBABILITY_SUFFIX] = label_of(
-                        probs, stage1_classes, stage1_threshold
-                    )
-                    routes.append(row[TYPE_COLUMN])
-                stage2 = stage2_probabilities(pipeline, pixels, routes)
-                models = pipeline.models()
-                for task_id, by_position in stage2.items():
-                    for position, probs in by_position.items():
-                        row = images[position][0]
-                        row[task_id], row[task_id + PROBABILITY_SUFFIX] = label_of(
-                            probs, models[task_id].task.classes, stage2_threshold
-                        )
+                image_rows = [row for row, _ in images]
+                fill_rows(pipeline, pixels, image_rows, stage1_threshold, stage2_threshold)
                 if explain:
                     from significance.pipeline.explain import explain_batch
 
                     names = [
                         f"{item.index:06d}-{Path(paths[item.index]).name}" for _, item in images
                     ]
-                    explain_batch(
-                        pipeline,
-                        pixels,
-                        [row for row, _ in images],
-                        names,
-                        output_dir / "explanations",
-                    )
+                    explain_batch(pipeline, pixels, image_rows, names, output_dir / "explanations")
                 readable += len(images)
             rows.extend(batch_rows)
             progress.update(len(batch))
@@ -155,6 +135,28 @@ def predict(
         output_dir / "predictions.csv",
     )
     return rows
+
+
+def fill_rows(
+    pipeline: Pipeline,
+    pixels: torch.Tensor,
+    rows: list[dict[str, Any]],
+    stage1_threshold: float,
+    stage2_threshold: float,
+) -> None:
+    """Put stage 1's label into each row, then the labels of the models it routed the row to."""
+    stage1 = probabilities(pipeline.stage1, pixels)
+    for row, probs in zip(rows, stage1, strict=True):
+        row[TYPE_COLUMN], row[TYPE_COLUMN + PROBABILITY_SUFFIX] = label_of(
+            probs, pipeline.stage1.task.classes, stage1_threshold
+        )
+    routes = [row[TYPE_COLUMN] for row in rows]
+    models = pipeline.models()
+    for task_id, by_position in stage2_probabilities(pipeline, pixels, routes).items():
+        for position, probs in by_position.items():
+            rows[position][task_id], rows[position][task_id + PROBABILITY_SUFFIX] = label_of(
+                probs, models[task_id].task.classes, stage2_threshold
+            )
 
 
 def write_predictions(output_dir: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
