@@ -1,4 +1,7 @@
-"""Evaluate a checkpoint on one device: `python evaluate.py ckpt=path/to/best.ckpt`."""
+"""Evaluate a checkpoint on one device: `python evaluate.py ckpt=path/to/best.ckpt`.
+
+Or the two-stage pipeline end to end: `python evaluate.py pipeline=<config>`.
+"""
 
 import os
 from pathlib import Path
@@ -10,12 +13,26 @@ os.environ.setdefault("SIGNIFICANCE_ROOT", str(Path(__file__).resolve().parent))
 
 from significance.config import register_resolvers, to_plain
 from significance.evaluation import evaluate_checkpoint
+from significance.pipeline.evaluation import evaluate_pipeline
+from significance.pipeline.loading import spec_from_config
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    if cfg.get("pipeline") is not None:
+        evaluate_pipeline(
+            spec_from_config(to_plain(cfg.pipeline)),
+            cfg.paths.output_dir,
+            data=to_plain(cfg.data),
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            device=cfg.accelerator,
+        )
+        return
+    if cfg.ckpt is None:
+        raise ValueError("evaluate.py needs ckpt=<checkpoint> or pipeline=<config>")
     evaluate_checkpoint(
         cfg.ckpt,
         cfg.paths.output_dir,

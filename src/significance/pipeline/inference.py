@@ -1,0 +1,111 @@
+"""Running the loaded models on decoded batches: each image decoded once, each model fed its input.
+
+Images are decoded at the largest input size of the pipeline's models and kept as uint8; each
+model then gets them resized (if its size is smaller) and normalised with its own statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from significance.data.datamodule import resolve_num_workers
+from significance.data.images import UnreadableImageError, load_image
+from significance.data.transforms import Preprocessing, normalize
+from significance.models.module import ArtworkClassifier
+from significance.pipeline.loading import Pipeline
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One input file: its position in the input, its pixels (uint8 CHW) or why there are none."""
+
+    index: int
+    pixels: torch.Tensor | None
+    error: str | None
+
+
+class ImageFiles(Dataset):
+    """Files decoded to uint8 CHW at one size; a file that cannot be read yields its reason."""
+
+    def __init__(self, paths: Sequence[str | Path], image_size: int) -> None:
+        self.paths = list(paths)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Decoded:
+        path = Path(self.paths[index])
+        if path.is_file() and path.stat().st_size == 0:
+            return Decoded(index, None, f"{path}: empty file (0 bytes)")
+        try:
+            image = load_image(path, self.image_size)
+        except UnreadableImageError as error:
+            return Decoded(index, None, str(error))
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+        return Decoded(index, pixels, None)
+
+
+def decoded_batches(
+    paths: Sequence[str | Path], image_size: int, batch_size: int, num_workers: int | str
+) -> DataLoader:
+    """Batches of `Decoded` in input order, decoded in worker processes."""
+    workers = resolve_num_workers(num_workers, 1)
+    return DataLoader(
+        ImageFiles(paths, image_size),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+        pin_memory=False,
+    )
+
+
+def decode_size(pipeline: Pipeline) -> int:
+    """The largest input size of the pipeline's models: every image is decoded once at it."""
+    return max(model.preprocessing.image_size for model in pipeline.models().values())
+
+
+def resized(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 NCHW -> float NCHW in 0..255 at `size` x `size` (antialiased bilinear)."""
+    images = pixels.float()
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    ).clamp(0, 255)
+
+
+def model_input(pixels: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
+    """uint8 NCHW at the decode size -> the float input `preprocessing` describes."""
+    return normalize(resized(pixels, preprocessing.image_size), preprocessing)
+
+
+@torch.inference_mode()
+def probabilities(model: ArtworkClassifier, pixels: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N x classes, on the CPU) of `model` for a uint8 batch."""
+    device = next(model.parameters()).device
+    logits = model(model_input(pixels.to(device), model.preprocessing))
+    return logits.float().softmax(dim=1).cpu()
+
+
+def stage2_probabilities(
+    pipeline: Pipeline, pixels: torch.Tensor, routes: Sequence[str | None]
+) -> dict[str, dict[int, torch.Tensor]]:
+    """`{task id: {position: probabilities}}`: each image only through its route's models."""
+    results: dict[str, dict[int, torch.Tensor]] = {}
+    for artwork_type, fields in pipeline.stage2.items():
+        positions = [i for i, route in enumerate(routes) if route == artwork_type]
+        if not positions:
+            continue
+        subset = pixels[positions]
+        for model in fields.values():
+            probs = probabilities(model, subset)
+            results[model.task.id] = dict(zip(positions, probs, strict=True))
+    return results
