@@ -8,7 +8,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
+
+from significance.resume import ContinuingCSVLogger
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def make_loggers(
     wandb_config: dict[str, Any] | None, output_dir: Path, run_config: dict[str, Any]
 ) -> list[Logger]:
     """A CSV log (always: it feeds the local curves) and, when configured, a wandb run."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(output_dir), name="", version="logs")]
+    loggers: list[Logger] = [ContinuingCSVLogger(save_dir=str(output_dir), name="", version="logs")]
     if not wandb_config:
         return loggers
     options = dict(wandb_config)
