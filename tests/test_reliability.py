@@ -327,3 +327,79 @@ def test_a_bad_setting_stops_in_one_line_before_reading_data(
     assert "Traceback" not in process.stderr
     assert not demo.exists() and not (tmp_path / "run" / "checkpoints").exists()
     assert time.time() - started < 60
+
+
+def test_wandb_set_online_without_login_or_network_goes_offline(monkeypatch, caplog):
+    from significance.tracking import online_or_offline
+
+    monkeypatch.setenv("NETRC", "/nonexistent")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert online_or_offline("online") == "offline"
+    assert "not logged in" in caplog.text and "wandb sync" in caplog.text
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    assert online_or_offline("online", timeout_s=2) == "offline"
+    assert "127.0.0.1:9 cannot be reached" in caplog.text
+    assert online_or_offline("disabled") == "disabled"
+
+
+def processes_with(text: str) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in line:
+                found.append((int(entry.name), line))
+    return found
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_ddp_job_whose_rank_dies_fails_within_a_minute_and_the_sweep_goes_on(
+    tmp_path: Path, demo_dir: Path, rank: int
+):
+    sweep_dir = tmp_path / "sweep"
+    fast = [o for o in FAST if not o.startswith("trainer.max_epochs")]
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            "task=icons/location",
+            *fast,
+            "trainer=ddp",
+            "trainer.max_epochs=500,1",  # job 0 runs until killed, job 1 is short
+            f"data.demo_dir={demo_dir}",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        job_dir = sweep_dir / "0_icons-location_seed0"
+        metrics = job_dir / "logs" / "metrics.csv"
+        wait_for(lambda: metrics.is_file(), timeout=300, process=sweep)
+        # The job's two ranks: its command line names the job's folder (quoted or not).
+        ranks = {pid: line for pid, line in processes_with(str(job_dir)) if "train.py" in line}
+        victim = [p for p, line in ranks.items() if ("train_ddp_process_1" in line) == (rank == 1)]
+        assert len(ranks) == 2 and len(victim) == 1, ranks
+        os.kill(victim[0], signal.SIGKILL)
+        killed = time.time()
+        summary = sweep_dir / "summary.csv"
+        wait_for(lambda: summary.is_file(), timeout=120, process=sweep)
+        assert time.time() - killed < 60
+        _, stderr = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 1
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert rows[0]["exit_code"] not in ("", "0")
+    assert not [pid for pid, line in processes_with(str(job_dir)) if "train.py" in line]
+    assert stderr.strip().splitlines()[-1].startswith("error: sweep job #0")
