@@ -403,3 +403,25 @@ def test_a_ddp_job_whose_rank_dies_fails_within_a_minute_and_the_sweep_goes_on(
     assert rows[0]["exit_code"] not in ("", "0")
     assert not [pid for pid, line in processes_with(str(job_dir)) if "train.py" in line]
     assert stderr.strip().splitlines()[-1].startswith("error: sweep job #0")
+
+
+def test_resume_naming_a_run_folder_runs_there(compose_train):
+    cfg = compose_train("resume=outputs/runs/coins-material/earlier")
+    assert cfg.hydra.run.dir == "outputs/runs/coins-material/earlier"
+    assert compose_train().hydra.run.dir.split("/")[-2] == "coins-material"  # auto: a new one
+
+
+def test_out_of_gpu_memory_suggests_a_smaller_batch_or_bf16(capsys, monkeypatch):
+    from significance.validation import run_entry_point
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "")  # restored afterwards: run_entry_point sets it
+
+    def main() -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(SystemExit) as stopped:
+        run_entry_point(main)
+    assert stopped.value.code == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: out of GPU memory") and "data.batch_size" in line
+    assert "bf16-mixed" in line
