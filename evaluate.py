@@ -15,6 +15,7 @@ from significance.config import register_resolvers, to_plain
 from significance.evaluation import evaluate_checkpoint
 from significance.pipeline.evaluation import evaluate_pipeline
 from significance.pipeline.loading import spec_from_config
+from significance.validation import run_entry_point
 
 register_resolvers()
 
@@ -45,4 +46,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -10,6 +10,7 @@ os.environ.setdefault("SIGNIFICANCE_ROOT", str(Path(__file__).resolve().parent))
 
 from significance.config import register_resolvers
 from significance.training import train
+from significance.validation import run_entry_point
 
 register_resolvers()
 
@@ -20,4 +21,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

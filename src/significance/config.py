@@ -7,13 +7,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from significance.resume import run_dir
 from significance.tasks import discover_tasks, slugify
 
 
 def register_resolvers() -> None:
-    """Register `${slug:...}` and `${all_tasks:}`; safe to call more than once."""
+    """Register `${slug:...}`, `${all_tasks:}` and `${run_dir:...}`; safe to call more than once."""
     OmegaConf.register_new_resolver("slug", slugify, replace=True)
     OmegaConf.register_new_resolver("all_tasks", all_tasks, replace=True)
+    OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
 
 
 def config_dirs() -> list[Path]:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
+
+from significance.resume import ContinuingCSVLogger
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,31 @@ def resolve_wandb_mode(mode: str) -> str:
     return os.environ.get("WANDB_MODE") or ("online" if has_wandb_credentials() else "offline")
 
 
+def online_or_offline(mode: str, timeout_s: float = 5.0) -> str:
+    """`online` only when logged in and the wandb server answers; else `offline`, with a warning.
+
+    A run must never fail (or hang in wandb.init) for want of a network or an account.
+    """
+    if mode != "online":
+        return mode
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host, port = url.hostname or "api.wandb.ai", url.port or (443 if url.scheme != "http" else 80)
+    if not has_wandb_credentials():
+        reason = "this machine is not logged in (wandb login, or WANDB_API_KEY)"
+    else:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            return mode
+        except OSError as error:
+            reason = f"{host}:{port} cannot be reached ({error})"
+    log.warning(
+        "wandb is set online but %s: this run logs offline; upload it later with "
+        "`wandb sync <run folder>/wandb/offline-run-*`",
+        reason,
+    )
+    return "offline"
+
+
 def read_or_create_run_id(output_dir: Path) -> str:
     """The wandb run id of the job in `output_dir`, kept in `wandb_id.txt` for resumption."""
     id_file = output_dir / "wandb_id.txt"
@@ -47,11 +76,11 @@ def make_loggers(
     wandb_config: dict[str, Any] | None, output_dir: Path, run_config: dict[str, Any]
 ) -> list[Logger]:
     """A CSV log (always: it feeds the local curves) and, when configured, a wandb run."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(output_dir), name="", version="logs")]
+    loggers: list[Logger] = [ContinuingCSVLogger(save_dir=str(output_dir), name="", version="logs")]
     if not wandb_config:
         return loggers
     options = dict(wandb_config)
-    mode = resolve_wandb_mode(options.pop("mode", "auto"))
+    mode = online_or_offline(resolve_wandb_mode(options.pop("mode", "auto")))
     if mode == "disabled":
         return loggers
     run_id = read_or_create_run_id(output_dir)

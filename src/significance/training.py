@@ -20,8 +20,15 @@ from significance.memory import keep_freed_memory
 from significance.models.build import preprocessing_for
 from significance.models.module import ArtworkClassifier
 from significance.reporting.dashboard import report_training_run
+from significance.resume import (
+    AtomicCheckpointIO,
+    ContinueMetricsLog,
+    check_resumable,
+    checkpoint_to_resume,
+)
 from significance.tasks import Task
 from significance.tracking import finish_wandb, make_loggers
+from significance.validation import ConfigurationError, check_environment
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     task = Task.from_config(cfg.task)
     validate_training_config(cfg)
+    check_environment(cfg, output_dir)
+    resume_from = checkpoint_to_resume(cfg.get("resume", "auto"), output_dir)
+    if resume_from is not None:
+        epoch = check_resumable(resume_from, task, cfg.model.name)
+        log.info("Resuming %s from %s (saved in epoch %d)", task.id, resume_from, epoch)
     L.seed_everything(cfg.seed, workers=True)
     preprocessing = preprocessing_for(cfg.model.name, cfg.model.image_size, cfg.model.weights)
     split_file = output_dir / "split.csv"
@@ -61,14 +73,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     loggers = make_loggers(to_plain(cfg.logger.wandb), output_dir, to_plain(cfg))
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
+    callbacks.append(ContinueMetricsLog())
     trainer = L.Trainer(
         **to_plain(cfg.trainer),
         logger=loggers,
         callbacks=callbacks,
         default_root_dir=str(output_dir),
+        plugins=[AtomicCheckpointIO()],
     )
     try:
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         best = trainer.checkpoint_callback.best_model_path
         best_val = trainer.checkpoint_callback.best_model_score
         if not leave_process_group(trainer):
@@ -122,7 +136,7 @@ def validate_training_config(cfg: DictConfig) -> None:
     if not 0 < cfg.data.val_fraction < 1:
         problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ConfigurationError("; ".join(problems))
 
 
 def leave_process_group(trainer: L.Trainer) -> bool:

@@ -29,6 +29,14 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from significance.processes import (
+    SweepJobFailed,
+    end_process_group,
+    start_process_group,
+    stop_process_group,
+)
+from significance.resume import finished_result
+
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.csv"
@@ -71,6 +79,7 @@ class _Job:
     process: subprocess.Popen | None
     started: float
     error: str = ""
+    skipped: bool = False  # finished in an earlier run of this sweep (its result.json says ok)
 
 
 class SubprocessLauncher(Launcher):
@@ -103,19 +112,25 @@ class SubprocessLauncher(Launcher):
         pending = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         running: list[_Job] = []
         finished: dict[int, tuple[_Job, dict[str, Any]]] = {}
-        while pending or running:
-            while pending and len(running) < self.max_parallel:
-                job = self._start(*pending.pop(0), sweep_dir)
-                if job.process is None:
-                    finished[job.index] = (job, self._row(job, None))
+        try:
+            while pending or running:
+                while pending and len(running) < self.max_parallel:
+                    job = self._start(*pending.pop(0), sweep_dir)
+                    if job.process is None:
+                        finished[job.index] = (job, self._row(job, None))
+                        self._write_summary(sweep_dir, finished)
+                    else:
+                        running.append(job)
+                time.sleep(0.2)
+                for job in [j for j in running if j.process.poll() is not None]:
+                    end_process_group(job.process)  # any rank left behind by a dead rank 0
+                    running.remove(job)
+                    finished[job.index] = (job, self._row(job, job.process.returncode))
                     self._write_summary(sweep_dir, finished)
-                else:
-                    running.append(job)
-            time.sleep(0.2)
-            for job in [j for j in running if j.process.poll() is not None]:
-                running.remove(job)
-                finished[job.index] = (job, self._row(job, job.process.returncode))
-                self._write_summary(sweep_dir, finished)
+        except BaseException:  # Ctrl-C: the jobs are in their own process groups
+            for job in running:
+                stop_process_group(job.process)
+            raise
         returns = [self._job_return(*finished[index], sweep_dir) for index in sorted(finished)]
         failed = [r for r in returns if r.status == JobStatus.FAILED]
         log.info(
@@ -153,6 +168,9 @@ class SubprocessLauncher(Launcher):
                 time.time(),
                 error=f"{type(error).__name__}: {error}",
             )
+        if finished_result(job_dir) is not None:
+            log.info("#%d finished in an earlier run of this sweep: skipped", index)
+            return _Job(index, overrides, job_dir, config, None, time.time(), skipped=True)
         job_dir.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable,
@@ -164,9 +182,7 @@ class SubprocessLauncher(Launcher):
         if not any(o.split("=", 1)[0].lstrip("+~") == "group" for o in overrides):
             command.append(f"group={_quote(sweep_dir.name)}")
         output = None if self.max_parallel == 1 else (job_dir / "job.log").open("ab")
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT if output else None
-        )
+        process = start_process_group(command, output)
         if output is not None:
             output.close()
         return _Job(index, overrides, job_dir, config, process, time.time())
@@ -184,17 +200,18 @@ class SubprocessLauncher(Launcher):
         """The job's line of `summary.csv`."""
         result_file = job.job_dir / RESULT_FILE
         result = json.loads(result_file.read_text()) if result_file.is_file() else {}
-        ok = exit_code == 0 and result.get("status") == "ok"
+        ok = job.skipped or (exit_code == 0 and result.get("status") == "ok")
         task = OmegaConf.select(job.config, "task.id") if job.config is not None else None
         seed = OmegaConf.select(job.config, "seed") if job.config is not None else None
         row = {column: result.get(column, "") for column in SUMMARY_COLUMNS}
+        elapsed = time.time() - job.started
         row.update(
             job=job.index,
             task=task or "",
             seed="" if seed is None else seed,
-            status="ok" if ok else "failed",
+            status="skipped" if job.skipped else "ok" if ok else "failed",
             exit_code="" if exit_code is None else exit_code,
-            wall_time_s=round(time.time() - job.started, 1),
+            wall_time_s=result.get("wall_time_s", "") if job.skipped else round(elapsed, 1),
             job_dir=str(job.job_dir),
             overrides=" ".join(job.overrides),
         )
@@ -219,12 +236,12 @@ class SubprocessLauncher(Launcher):
         """Hydra's record of the job; a failed one raises when the sweeper reads its value."""
         job_return = JobReturn(overrides=job.overrides, working_dir=str(job.job_dir))
         job_return.cfg = job.config
-        if row["status"] == "ok":
+        if row["status"] in ("ok", "skipped"):
             job_return.status = JobStatus.COMPLETED
             job_return.return_value = row
         else:
             job_return.status = JobStatus.FAILED
-            job_return.return_value = RuntimeError(
+            job_return.return_value = SweepJobFailed(
                 f"sweep job #{job.index} ({row['task'] or ' '.join(job.overrides)}) failed "
                 f"({job.error or 'exit code ' + str(row['exit_code'])}); "
                 f"see {job.job_dir} and {sweep_dir / SUMMARY_FILE}"

@@ -144,31 +144,54 @@ class ArtworkClassifier(L.LightningModule):
         return torch.optim.Adam(self.parameters(), **self.hparams.optimizer)
 
 
-def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClassifier:
-    """Rebuild a trained classifier from its checkpoint alone, loading only plain data.
+def read_checkpoint(
+    path: str | Path, map_location: str = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """A checkpoint file's contents, loaded with `weights_only=True`; a clear error otherwise.
 
-    `weights_only=True` refuses any pickled object that could run code.
+    `weights_only=True` refuses any pickled object that could run code: it never runs.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refused to load {path}: it holds objects other than plain data and tensors, "
-            f"which could run code when loaded ({error})"
+            f"which could run code when loaded ({str(error).splitlines()[0]})"
         ) from error
-    except (RuntimeError, EOFError, OSError) as error:
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(
             f"cannot read checkpoint {path}: truncated or not a checkpoint ({error})"
         ) from error
+
+
+def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClassifier:
+    """Rebuild a trained classifier from its checkpoint alone, loading only plain data."""
+    path = Path(path)
+    checkpoint = read_checkpoint(path, map_location)
     hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not hyper_parameters or "task" not in hyper_parameters:
         raise CheckpointError(f"{path} is not a significance checkpoint (no task description)")
     hyper_parameters = dict(hyper_parameters)
     # The trained weights replace any pretrained ones: never download or read them here.
     hyper_parameters["model"] = {**hyper_parameters["model"], "pretrained": False}
-    model = ArtworkClassifier(**hyper_parameters)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model = ArtworkClassifier(**hyper_parameters)
+    except ValueError as error:  # torchvision: "Unknown model ..."
+        raise CheckpointError(
+            f"{path} was made with the architecture {hyper_parameters['model'].get('name')!r}, "
+            f"which this installation cannot build ({error})"
+        ) from error
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError) as error:
+        classes = list(hyper_parameters["task"].get("classes") or [])
+        raise CheckpointError(
+            f"{path}: its weights do not fit its description (task "
+            f"{hyper_parameters['task'].get('id')!r}, {len(classes)} classes {classes}, "
+            f"model {hyper_parameters['model'].get('name')!r}): "
+            f"{str(error).splitlines()[-1].strip() or error}"
+        ) from error
     return model.eval()

@@ -1,0 +1,217 @@
+"""Crash safety: atomic checkpoints, resuming a run from its last checkpoint, continuous logs.
+
+A run resumes when its folder already holds `checkpoints/last.ckpt` (`resume=auto`, the
+default), so rerunning a command with the same run folder (`hydra.run.dir=...`, a sweep's job
+folder, or `resume=<run folder>`) continues where the run stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from significance.models.module import read_checkpoint
+from significance.tasks import Task
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+RESULT_FILE = "result.json"
+RESUME_CHOICES = ("auto", True, False)
+
+
+class ResumeError(Exception):
+    """A run cannot resume as asked; the message says why."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written; the previous one of that name is kept."""
+
+
+def run_dir(resume: Any, default: str) -> str:
+    """The run folder: `resume` when it names one (`resume=outputs/runs/...`), else `default`.
+
+    Used as `${run_dir:${resume},...}` in `hydra.run.dir`, so that `resume=<folder>` both
+    chooses the folder and resumes from its last checkpoint.
+    """
+    if isinstance(resume, str) and resume not in ("auto", "true", "false"):
+        return resume
+    return default
+
+
+def checkpoint_to_resume(resume: Any, output_dir: Path) -> Path | None:
+    """The last checkpoint this run continues from, or None for a fresh start."""
+    last = output_dir / LAST_CHECKPOINT
+    if resume is False or resume == "false":
+        if last.is_file():
+            log.warning("resume=false: starting afresh over the run in %s", output_dir)
+        return None
+    if last.is_file():
+        return last
+    if resume in ("auto", None):
+        return None
+    raise ResumeError(
+        f"resume={resume} but there is nothing to resume: {last} does not exist "
+        "(the run saved no last checkpoint yet, or the folder is another one)"
+    )
+
+
+def check_resumable(path: Path, task: Task, model_name: str) -> int:
+    """Refuse a last checkpoint of another task, class list or model; return its epoch."""
+    checkpoint = read_checkpoint(path, mmap=True)  # mmap: do not read 2 GB just to check
+    saved = (checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
+    saved_task = saved.get("task") or {}
+    saved_model = (saved.get("model") or {}).get("name")
+    if "optimizer_states" not in checkpoint:
+        raise ResumeError(f"{path} holds weights only, not the full state a run resumes from")
+    if saved_task.get("id") != task.id:
+        raise ResumeError(
+            f"{path} was trained for task {saved_task.get('id')!r}, this run is {task.id!r}: "
+            "choose another run folder (hydra.run.dir=...) or resume=false"
+        )
+    if list(saved_task.get("classes") or []) != list(task.classes):
+        raise ResumeError(
+            f"{path} was trained on the classes {list(saved_task.get('classes') or [])}, "
+            f"task {task.id} now has {list(task.classes)}: choose another run folder"
+        )
+    if saved_model != model_name:
+        raise ResumeError(
+            f"{path} holds a {saved_model!r} model, this run builds {model_name!r}: "
+            "choose another run folder or the same model"
+        )
+    return int(checkpoint.get("epoch", 0))
+
+
+def finished_result(job_dir: Path) -> dict[str, Any] | None:
+    """The job's `result.json` when it says the job finished ("status": "ok"), else None."""
+    try:
+        result = json.loads((job_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("status") == "ok" else None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target, then renamed over it.
+
+    Lightning's own writer builds the whole file in memory, writes it to the system temporary
+    folder and moves it, which is a copy (not atomic) when that folder is on another disk. Here
+    a kill or a full disk at any moment leaves the previous checkpoint intact. Loading goes
+    through `read_checkpoint`: `weights_only=True` always, with a clear message on refusal.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with temporary.open("wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException as error:
+            temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError) or _is_disk_error(error):
+                reason = "the disk is full" if _is_disk_full(error) else str(error)
+                kept = f"the previous {path.name} is kept" if path.is_file() else "none kept"
+                raise CheckpointSaveError(
+                    f"cannot save checkpoint {path}: {reason}; {kept}. Free space in "
+                    f"{path.parent} and rerun the same command to resume"
+                ) from error
+            raise
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        # weights_only is forced: a resumed checkpoint is a file like any other.
+        return read_checkpoint(path, map_location="cpu")
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error)
+
+
+def _is_disk_error(error: BaseException) -> bool:
+    # torch.save reports a failed write as RuntimeError ("file write failed").
+    return isinstance(error, RuntimeError) and (
+        _is_disk_full(error) or "write failed" in str(error)
+    )
+
+
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but it keeps (instead of deleting) an existing metrics.csv."""
+
+    def _check_log_dir_exists(self) -> None:
+        pass  # earlier rows are trimmed to the resumed epoch by ContinueMetricsLog instead
+
+    def _record_new_keys(self) -> set[str]:
+        if not self.metrics_keys and os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as handle:
+                self.metrics_keys = list(csv.DictReader(handle).fieldnames or [])
+        return super()._record_new_keys()
+
+
+class ContinuingCSVLogger(CSVLogger):
+    """A CSVLogger whose `metrics.csv` survives a restart, so a resumed run's log continues."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class ContinueMetricsLog(L.Callback):
+    """At the start of training, drop the log rows of epochs this run is about to redo.
+
+    A fresh run starts at epoch 0 and so clears any old log in its folder; a resumed run keeps
+    the epochs its checkpoint had finished and drops those it lost in the crash.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger) and logger.log_dir:
+                trim_metrics_log(Path(logger.log_dir) / "metrics.csv", trainer.current_epoch)
+
+
+def trim_metrics_log(path: Path, first_epoch: int) -> None:
+    """Keep only the rows of `path` from epochs before `first_epoch`, rewriting it atomically."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        rows = [row for row in reader if _epoch(row) < first_epoch]
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def _epoch(row: dict[str, str]) -> float:
+    """A row's epoch; rows without one (the test figures, logged after training) count last."""
+    try:
+        return float(row["epoch"])
+    except (KeyError, ValueError):
+        return float("inf")
