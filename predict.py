@@ -11,6 +11,7 @@ os.environ.setdefault("SIGNIFICANCE_ROOT", str(Path(__file__).resolve().parent))
 from significance.config import register_resolvers, to_plain
 from significance.pipeline.loading import spec_from_config
 from significance.pipeline.predict import predict
+from significance.validation import run_entry_point
 
 register_resolvers()
 
@@ -31,4 +32,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -85,8 +85,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from significance.data.collection import CollectionError
     from significance.data.split import SplitError
     from significance.models.module import CheckpointError
+    from significance.pipeline.loading import PipelineError
     from significance.processes import SweepJobFailed
     from significance.resume import CheckpointSaveError, ResumeError
 
@@ -97,6 +99,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ResumeError,
         PretrainedWeightsMissing,
         SplitError,
+        CollectionError,  # data root missing, unknown labels, class folders not the task's
+        PipelineError,  # a checkpoint in the wrong slot of a pipeline
         SweepJobFailed,
         HydraException,  # unknown task or config group, misspelt key, bad override syntax
         OmegaConfBaseException,
