@@ -1,0 +1,163 @@
+"""The LightningDataModule: collection -> split.csv (once) -> decoded batches -> augmentation."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from significance.data.collection import Sample, SkippedFile, index_collection
+from significance.data.demo import ensure_demo_collection
+from significance.data.images import load_image
+from significance.data.split import read_split, split_stratified, write_split
+from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
+from significance.tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+class ArtworkImages(Dataset):
+    """Samples of one split as (uint8 CHW image, class index) pairs."""
+
+    def __init__(self, root: str | Path, samples: list[Sample], classes: tuple[str, ...],
+                 image_size: int) -> None:
+        self.root = Path(root)
+        self.samples = samples
+        self.class_index = {name: index for index, name in enumerate(classes)}
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        sample = self.samples[index]
+        image = load_image(self.root / sample.path, self.image_size)
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+        return pixels, self.class_index[sample.label]
+
+
+class ArtworkDataModule(L.LightningDataModule):
+    """Splits one task's images once (written to `split_file`) and serves them in batches.
+
+    `batch_size` is global: with N devices each process loads `batch_size / N` images, so the
+    optimiser sees the study's 32 images a step whatever the number of devices.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        preprocessing: Preprocessing,
+        split_file: str | Path,
+        root: str | Path | None = None,
+        layout: str = "annotations",
+        annotations_file: str = "annotations.csv",
+        demo_dir: str | Path = "data/demo",
+        batch_size: int = 32,
+        num_workers: int | str = "auto",
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        augmentation: Augmentation | None = None,
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.preprocessing = preprocessing
+        self.split_file = Path(split_file)
+        self.root = Path(root) if root is not None else Path(demo_dir)
+        self.uses_demo = root is None
+        self.layout = layout
+        self.annotations_file = annotations_file
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.test_fraction = test_fraction
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.augmentation = augmentation or Augmentation()
+        self.datasets: dict[str, ArtworkImages] = {}
+        # Separate streams for shuffling and augmentation; the latter reseeded per rank in setup.
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
+        self.augment_generator = torch.Generator().manual_seed(seed)
+
+    def prepare_data(self) -> None:
+        """On one process: generate the demo collection if needed, split once, write it down."""
+        if self.uses_demo:
+            ensure_demo_collection(self.root)
+        if self.split_file.is_file():
+            log.info("Reusing the split in %s", self.split_file)
+            return
+        samples, skipped = index_collection(self.root, self.layout, self.task,
+                                            self.annotations_file)
+        assignment = split_stratified(samples, self.test_fraction, self.val_fraction,
+                                      seed=self.seed, salt=self.task.id)
+        write_split(self.split_file, samples, assignment)
+        write_skipped(self.split_file.with_name("skipped.csv"), skipped)
+        counts = Counter(assignment.values())
+        log.info("Split %d images of %s: %s -> %s", len(samples), self.task.id,
+                 dict(counts), self.split_file)
+
+    def setup(self, stage: str | None = None) -> None:
+        """On every process: read the split that `prepare_data` wrote."""
+        parts = read_split(self.split_file)
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        self.augment_generator.manual_seed(self.seed * 1000 + rank)
+        for name, samples in parts.items():
+            self.datasets[name] = ArtworkImages(self.root, samples, self.task.classes,
+                                                self.preprocessing.image_size)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world_size:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} is the global batch and must divide "
+                f"evenly over trainer.devices x num_nodes = {world_size}"
+            )
+        workers = resolve_num_workers(self.num_workers, world_size)
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size // world_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            generator=self.shuffle_generator if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
+        """Augment (training only) and normalise on the device the model runs on."""
+        images, targets = batch
+        images = images.float()
+        if self.trainer is not None and self.trainer.training:
+            images = augment(images, self.augmentation, self.augment_generator)
+        return normalize(images, self.preprocessing), targets
+
+
+def resolve_num_workers(num_workers: int | str, processes: int) -> int:
+    """`auto`: the CPU cores left per training process after the process itself, at most 8."""
+    if num_workers != "auto":
+        return int(num_workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(8, (cores or 1) // max(1, processes) - 1))
+
+
+def write_skipped(path: Path, skipped: list[SkippedFile]) -> None:
+    """Write `skipped.csv`: the files left out of the task and why (header only if none)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        writer.writerows((item.path, item.reason) for item in skipped)
