@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from significance.data.cache import ImageCache, open_image_cache
 from significance.data.collection import Sample, SkippedFile, index_collection
 from significance.data.demo import ensure_demo_collection
 from significance.data.images import load_image
@@ -27,17 +28,21 @@ class ArtworkImages(Dataset):
     """Samples of one split as (uint8 CHW image, class index) pairs."""
 
     def __init__(self, root: str | Path, samples: list[Sample], classes: tuple[str, ...],
-                 image_size: int) -> None:
+                 image_size: int, cache: ImageCache | None = None) -> None:
         self.root = Path(root)
         self.samples = samples
         self.class_index = {name: index for index, name in enumerate(classes)}
         self.image_size = image_size
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         sample = self.samples[index]
+        if self.cache is not None:
+            pixels = torch.from_numpy(np.array(self.cache[sample.path]))
+            return pixels, self.class_index[sample.label]
         image = load_image(self.root / sample.path, self.image_size)
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
         return pixels, self.class_index[sample.label]
@@ -65,6 +70,8 @@ class ArtworkDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         augmentation: Augmentation | None = None,
+        cache: bool = True,
+        cache_dir: str | Path = "data/cache",
     ) -> None:
         super().__init__()
         self.task = task
@@ -80,6 +87,8 @@ class ArtworkDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.seed = seed
         self.augmentation = augmentation or Augmentation()
+        self.cache = cache
+        self.cache_dir = Path(cache_dir)
         self.datasets: dict[str, ArtworkImages] = {}
         # Separate streams for shuffling and augmentation; the latter reseeded per rank in setup.
         self.shuffle_generator = torch.Generator().manual_seed(seed)
@@ -91,7 +100,12 @@ class ArtworkDataModule(L.LightningDataModule):
             ensure_demo_collection(self.root)
         if self.split_file.is_file():
             log.info("Reusing the split in %s", self.split_file)
-            return
+        else:
+            self._write_split()
+        # Decode once, here on one process per node; setup() on each rank only opens it.
+        self._open_cache()
+
+    def _write_split(self) -> None:
         samples, skipped = index_collection(self.root, self.layout, self.task,
                                             self.annotations_file)
         assignment = split_stratified(samples, self.test_fraction, self.val_fraction,
@@ -107,9 +121,17 @@ class ArtworkDataModule(L.LightningDataModule):
         parts = read_split(self.split_file)
         rank = self.trainer.global_rank if self.trainer is not None else 0
         self.augment_generator.manual_seed(self.seed * 1000 + rank)
+        cache = self._open_cache()
         for name, samples in parts.items():
             self.datasets[name] = ArtworkImages(self.root, samples, self.task.classes,
-                                                self.preprocessing.image_size)
+                                                self.preprocessing.image_size, cache)
+
+    def _open_cache(self) -> ImageCache | None:
+        """The decoded images of every split (built or refreshed when stale); None when off."""
+        if not self.cache:
+            return None
+        paths = [s.path for samples in read_split(self.split_file).values() for s in samples]
+        return open_image_cache(self.cache_dir, self.root, paths, self.preprocessing.image_size)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1
