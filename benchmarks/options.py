@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/options.csv"))
     args = parser.parse_args()
     keep_freed_memory()  # as training does
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for spec in args.models:
         name, size = spec.split(":")
@@ -106,8 +107,11 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as handle:
+        _write(args.out, rows)  # after every model: a long run killed midway keeps the rest
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
