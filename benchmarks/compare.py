@@ -226,7 +226,7 @@ def compare(args: argparse.Namespace) -> list[dict]:
         stale.unlink()  # the one-off build is measured from an empty cache
     cache_build = run_child("ours", "cache", args)
     rows = [_row("cache_build", args, None, [cache_build])]
-    for phase in PHASES:
+    for phase in args.phases:
         results: dict[str, list[dict]] = {"original": [], "ours": []}
         for _ in range(args.repeats):
             for implementation in ("original", "ours"):
@@ -281,6 +281,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workdir", type=Path, default=Path("data/benchmark"))
     parser.add_argument("--out", type=Path, default=Path("experiments/benchmark.csv"))
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument(
         "--in-process",
         action="store_true",
