@@ -169,3 +169,13 @@ def test_data_cache_switch_in_training(compose_train, tmp_path: Path, enabled: b
     )
     assert train(cfg)["status"] == "ok"
     assert (tmp_path / "cache").is_dir() == enabled
+
+
+def test_cached_data_needs_few_workers(monkeypatch):
+    from significance.data.datamodule import resolve_num_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(16)), raising=False)
+    assert resolve_num_workers("auto", 1) == 8
+    assert resolve_num_workers("auto", 1, cached=True) == 2
+    assert resolve_num_workers("auto", 8, cached=True) == 0  # one spare core a process
+    assert resolve_num_workers(3, 1, cached=True) == 3

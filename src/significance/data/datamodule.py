@@ -140,7 +140,7 @@ class ArtworkDataModule(L.LightningDataModule):
                 f"data.batch_size={self.batch_size} is the global batch and must divide "
                 f"evenly over trainer.devices x num_nodes = {world_size}"
             )
-        workers = resolve_num_workers(self.num_workers, world_size)
+        workers = resolve_num_workers(self.num_workers, world_size, cached=self.cache)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size // world_size,
@@ -169,12 +169,20 @@ class ArtworkDataModule(L.LightningDataModule):
         return normalize(images, self.preprocessing), targets
 
 
-def resolve_num_workers(num_workers: int | str, processes: int) -> int:
-    """`auto`: the CPU cores left per training process after the process itself, at most 8."""
+def resolve_num_workers(num_workers: int | str, processes: int, cached: bool = False) -> int:
+    """`auto`: the CPU cores left per training process after the process itself, at most 8.
+
+    From the image cache, a sample is a copy out of a memory map: a worker pays off only with
+    two cores to spare (on 2 cores, 0 workers ran the pipeline 1.4x and evaluation 4x faster
+    than 1, experiments/speed.md), and two are plenty.
+    """
     if num_workers != "auto":
         return int(num_workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min(8, (cores or 1) // max(1, processes) - 1))
+    spare = (cores or 1) // max(1, processes) - 1
+    if cached:
+        return 0 if spare < 2 else 2
+    return max(0, min(8, spare))
 
 
 def write_skipped(path: Path, skipped: list[SkippedFile]) -> None:
