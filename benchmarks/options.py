@@ -34,28 +34,40 @@ VARIANTS = {
 
 
 def make_step(
-    name: str, size: int, batch: int, bf16=False, channels_last=False, fused=False, compile=False
+    name: str,
+    size: int,
+    batch: int,
+    device: str = "cpu",
+    bf16=False,
+    channels_last=False,
+    fused=False,
+    compile=False,
 ):
     """A closure that runs one training step of `name` at `size` px with the given options."""
     torch.manual_seed(0)
     model = build_classifier(name, 3)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = model.to(device, memory_format=memory_format)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=1e-5, amsgrad=True, fused=True if fused else None
     )
     forward = torch.compile(model) if compile else model
-    images = torch.randn(batch, 3, size, size).contiguous(memory_format=memory_format)
-    targets = torch.randint(0, 3, (batch,))
+    images = torch.randn(batch, 3, size, size, device=device)
+    images = images.contiguous(memory_format=memory_format)
+    targets = torch.randint(0, 3, (batch,), device=device)
     loss_fn = nn.CrossEntropyLoss()
 
     def step() -> None:
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        autocast = (
+            torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        )
         with autocast:
             loss = loss_fn(forward(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()  # time the work, not its queueing
 
     return step
 
@@ -68,6 +80,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="steps per variant per round")
     parser.add_argument("--out", type=Path, default=Path("experiments/options.csv"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     keep_freed_memory()  # as training does
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,10 +89,12 @@ def main() -> None:
         name, size = spec.split(":")
         steps = {}
         for variant in args.variants:
-            if variant == "bf16" and not native_bf16():
-                print(f"{spec}: bf16 skipped, this CPU has no native bf16")
+            if variant == "bf16" and not native_bf16(args.device):
+                print(f"{spec}: bf16 skipped, no native bf16 on {args.device}")
                 continue
-            steps[variant] = make_step(name, int(size), args.batch, **VARIANTS[variant])
+            steps[variant] = make_step(
+                name, int(size), args.batch, args.device, **VARIANTS[variant]
+            )
             started = time.perf_counter()
             steps[variant]()  # warm-up (and compilation)
             steps[variant]()
@@ -103,6 +118,7 @@ def main() -> None:
                     "step_s": round(median, 4),
                     "images_per_s": round(args.batch / median, 1),
                     "speedup_vs_fp32": round(base / median, 2),
+                    "device": args.device,
                     "load_avg_1min": round(os.getloadavg()[0], 2),
                 }
             )
