@@ -42,6 +42,7 @@ def main(cfg: DictConfig) -> None:
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
         accelerator=cfg.accelerator,
+        cache_dir=cfg.cache_dir,
     )
 
 

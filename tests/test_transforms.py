@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
@@ -36,3 +37,16 @@ def test_normalize_uses_the_model_statistics():
     preprocessing = Preprocessing(4, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     images = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
     assert torch.allclose(normalize(images, preprocessing), torch.full((1, 3, 4, 4), 2.0))
+
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_augmentation_matches_cpu_on_a_fixed_seed(device: str):
+    # The draws come from a CPU generator, so every device gets the same angles and flips;
+    # nearest-neighbour sampling may round a pixel on an edge differently on another device.
+    images = torch.randint(0, 256, (16, 3, 32, 32)).float()
+    on_cpu = augment(images, Augmentation(), torch.Generator().manual_seed(5))
+    on_device = augment(images.to(device), Augmentation(), torch.Generator().manual_seed(5))
+    assert (on_device.cpu() != on_cpu).float().mean() < 0.01

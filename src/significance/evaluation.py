@@ -28,12 +28,14 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     num_workers: int | str = "auto",
     accelerator: str = "auto",
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Test `ckpt` on a single device, write `metrics.json` into `output_dir`, return the metrics.
 
     Without `data.root`, the images are the test split that the training run wrote down
     (`split_file`, by default the one its checkpoint names). With `data.root`, every labelled
-    image of that collection for the checkpoint's task is used instead.
+    image of that collection for the checkpoint's task is used instead. With `cache_dir`,
+    decoded images are read from (and added to) the image cache there.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +62,8 @@ def evaluate_checkpoint(
         annotations_file=data_config["annotations_file"],
         batch_size=batch_size,
         num_workers=num_workers,
+        cache=cache_dir is not None,
+        cache_dir=cache_dir or "data/cache",
     )
     metrics = run_test(model, datamodule, accelerator)
     metrics["checkpoint"] = str(Path(ckpt).resolve())

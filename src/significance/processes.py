@@ -21,13 +21,19 @@ class SweepJobFailed(RuntimeError):
     """A job of a sweep failed; its own log says why (the sweep went on without it)."""
 
 
-def start_process_group(command: list[str], output: IO[bytes] | None) -> subprocess.Popen:
+def start_process_group(
+    command: list[str], output: IO[bytes] | None, environment: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start `command` as the leader of a new process group (so its ranks can be ended too)."""
     # A group, not a new session: the job keeps writing to the terminal; Ctrl-C reaches the
     # launcher, which passes it on (stop_process_group).
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
     return subprocess.Popen(
-        command, stdout=output, stderr=subprocess.STDOUT if output else None, **group
+        command,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        env=environment,
+        **group,
     )
 
 

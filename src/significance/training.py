@@ -94,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             output_dir / "test",
             accelerator=cfg.trainer.accelerator,
             batch_size=cfg.data.batch_size,
+            cache_dir=cfg.data.cache_dir if cfg.data.cache else None,
         )
         result = {
             "task": task.id,

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -63,6 +63,11 @@ class SubprocessLauncherConf:
     _target_: str = "hydra_plugins.significance_launcher.subprocess_launcher.SubprocessLauncher"
     # Jobs run at once. Each job may itself use several devices (trainer.devices).
     max_parallel: int = 1
+    # CUDA_VISIBLE_DEVICES of each job: every job starts on the entry with the fewest jobs
+    # running. [0] with max_parallel=4: four jobs share GPU 0; [0,1,2,3]: one GPU each;
+    # ["0,1","2,3"]: two DDP jobs of two GPUs each. null: every job sees every device.
+    # Optional[...], not `| None`: OmegaConf 2.3 structured configs read only typing's unions.
+    cuda_devices: Optional[list[str]] = None  # noqa: UP045
 
 
 ConfigStore.instance().store(
@@ -80,13 +85,15 @@ class _Job:
     started: float
     error: str = ""
     skipped: bool = False  # finished in an earlier run of this sweep (its result.json says ok)
+    cuda_devices: str | None = None
 
 
 class SubprocessLauncher(Launcher):
     """Runs each job of a sweep in its own process, in Hydra's single-run mode."""
 
-    def __init__(self, max_parallel: int = 1) -> None:
+    def __init__(self, max_parallel: int = 1, cuda_devices: list | None = None) -> None:
         self.max_parallel = max(1, int(max_parallel))
+        self.cuda_devices = [str(slot) for slot in cuda_devices or []]
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 
@@ -115,7 +122,7 @@ class SubprocessLauncher(Launcher):
         try:
             while pending or running:
                 while pending and len(running) < self.max_parallel:
-                    job = self._start(*pending.pop(0), sweep_dir)
+                    job = self._start(*pending.pop(0), sweep_dir, self._free_devices(running))
                     if job.process is None:
                         finished[job.index] = (job, self._row(job, None))
                         self._write_summary(sweep_dir, finished)
@@ -147,7 +154,18 @@ class SubprocessLauncher(Launcher):
             log.exception("Could not write the sweep's results.md")
         return returns
 
-    def _start(self, index: int, overrides: list[str], sweep_dir: Path) -> _Job:
+    def _free_devices(self, running: list[_Job]) -> str | None:
+        """The `cuda_devices` entry with the fewest running jobs (the first among equals)."""
+        if not self.cuda_devices:
+            return None
+        load = {slot: 0 for slot in self.cuda_devices}
+        for job in running:
+            load[job.cuda_devices] = load.get(job.cuda_devices, 0) + 1
+        return min(self.cuda_devices, key=lambda slot: load[slot])
+
+    def _start(
+        self, index: int, overrides: list[str], sweep_dir: Path, cuda_devices: str | None = None
+    ) -> _Job:
         """Compose the job's config to find its folder, then start its process."""
         log.info("#%d : %s", index, " ".join(filter_overrides(overrides)))
         try:
@@ -182,10 +200,16 @@ class SubprocessLauncher(Launcher):
         if not any(o.split("=", 1)[0].lstrip("+~") == "group" for o in overrides):
             command.append(f"group={_quote(sweep_dir.name)}")
         output = None if self.max_parallel == 1 else (job_dir / "job.log").open("ab")
-        process = start_process_group(command, output)
+        environment = None
+        if cuda_devices is not None:
+            log.info("#%d on CUDA_VISIBLE_DEVICES=%s", index, cuda_devices)
+            environment = {**os.environ, "CUDA_VISIBLE_DEVICES": cuda_devices}
+        process = start_process_group(command, output, environment)
         if output is not None:
             output.close()
-        return _Job(index, overrides, job_dir, config, process, time.time())
+        return _Job(
+            index, overrides, job_dir, config, process, time.time(), cuda_devices=cuda_devices
+        )
 
     def _config_arguments(self) -> list[str]:
         """`--config-name` and any `--config-dir` this sweep was started with."""

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from significance.data.cache import ImageCache, open_image_cache
 from significance.data.collection import Sample, SkippedFile, index_collection
 from significance.data.demo import ensure_demo_collection
 from significance.data.images import UnreadableImageError, load_image
@@ -28,16 +29,21 @@ class ArtworkImages(Dataset):
     """Samples of one split as (uint8 CHW image, class index) pairs."""
 
     def __init__(self, root: str | Path, samples: list[Sample], classes: tuple[str, ...],
-                 image_size: int) -> None:
+                 image_size: int, cache: ImageCache | None = None) -> None:
         self.root = Path(root)
         self.samples = samples
         self.class_index = {name: index for index, name in enumerate(classes)}
         self.image_size = image_size
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.cache is not None:
+            sample = self.samples[index]
+            pixels = torch.from_numpy(np.array(self.cache[sample.path]))
+            return pixels, self.class_index[sample.label]
         sample, image = self._load_from(index)
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
         return pixels, self.class_index[sample.label]
@@ -82,6 +88,8 @@ class ArtworkDataModule(L.LightningDataModule):
         cache_file: str | Path | None = None,
         group_duplicates: bool = False,
         duplicate_distance: int = 6,
+        cache: bool = True,
+        cache_dir: str | Path = "data/cache",
     ) -> None:
         super().__init__()
         self.task = task
@@ -100,6 +108,8 @@ class ArtworkDataModule(L.LightningDataModule):
         self.cache_file = cache_file
         self.group_duplicates = group_duplicates
         self.duplicate_distance = duplicate_distance
+        self.cache = cache
+        self.cache_dir = Path(cache_dir)
         self.datasets: dict[str, ArtworkImages] = {}
         # Separate streams for shuffling and augmentation; the latter reseeded per rank in setup.
         self.shuffle_generator = torch.Generator().manual_seed(seed)
@@ -111,7 +121,12 @@ class ArtworkDataModule(L.LightningDataModule):
             ensure_demo_collection(self.root)
         if self.split_file.is_file():
             log.info("Reusing the split in %s", self.split_file)
-            return
+        else:
+            self._write_split()
+        # Decode once, here on one process per node; setup() on each rank only opens it.
+        self._open_cache()
+
+    def _write_split(self) -> None:
         samples, skipped = index_collection(self.root, self.layout, self.task,
                                             self.annotations_file, self.cache_file,
                                             self.group_duplicates, self.duplicate_distance)
@@ -131,9 +146,17 @@ class ArtworkDataModule(L.LightningDataModule):
         parts = read_split(self.split_file)
         rank = self.trainer.global_rank if self.trainer is not None else 0
         self.augment_generator.manual_seed(self.seed * 1000 + rank)
+        cache = self._open_cache()
         for name, samples in parts.items():
             self.datasets[name] = ArtworkImages(self.root, samples, self.task.classes,
-                                                self.preprocessing.image_size)
+                                                self.preprocessing.image_size, cache)
+
+    def _open_cache(self) -> ImageCache | None:
+        """The decoded images of every split (built or refreshed when stale); None when off."""
+        if not self.cache:
+            return None
+        paths = [s.path for samples in read_split(self.split_file).values() for s in samples]
+        return open_image_cache(self.cache_dir, self.root, paths, self.preprocessing.image_size)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1
@@ -142,7 +165,7 @@ class ArtworkDataModule(L.LightningDataModule):
                 f"data.batch_size={self.batch_size} is the global batch and must divide "
                 f"evenly over trainer.devices x num_nodes = {world_size}"
             )
-        workers = resolve_num_workers(self.num_workers, world_size)
+        workers = resolve_num_workers(self.num_workers, world_size, cached=self.cache)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size // world_size,
@@ -171,12 +194,20 @@ class ArtworkDataModule(L.LightningDataModule):
         return normalize(images, self.preprocessing), targets
 
 
-def resolve_num_workers(num_workers: int | str, processes: int) -> int:
-    """`auto`: the CPU cores left per training process after the process itself, at most 8."""
+def resolve_num_workers(num_workers: int | str, processes: int, cached: bool = False) -> int:
+    """`auto`: the CPU cores left per training process after the process itself, at most 8.
+
+    From the image cache, a sample is a copy out of a memory map: a worker pays off only with
+    two cores to spare (on 2 cores, 0 workers ran the pipeline 1.4x and evaluation 4x faster
+    than 1, experiments/speed.md), and two are plenty.
+    """
     if num_workers != "auto":
         return int(num_workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min(8, (cores or 1) // max(1, processes) - 1))
+    spare = (cores or 1) // max(1, processes) - 1
+    if cached:
+        return 0 if spare < 2 else 2
+    return max(0, min(8, spare))
 
 
 def write_skipped(path: Path, skipped: list[SkippedFile]) -> None:

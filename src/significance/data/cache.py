@@ -1,0 +1,205 @@
+"""Decode once: a memory-mapped cache of decoded, upright, resized uint8 images.
+
+One cache folder per (collection, image size) holds `images-<token>.npy`, an N x 3 x S x S
+uint8 array read through a memory map, and `index.json`, which maps every file to its size,
+modification time and SHA-256, and every content hash to its row. A file whose size or
+modification time changed is hashed again; a file whose content changed is decoded again;
+a change of the preprocessing (image size, this format, the Pillow version) starts a new
+array. Builds run under a file lock and land by atomic renames, so any number of processes
+(DDP ranks, sweep jobs) may open the same cache at once, and a crash leaves the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import PIL
+from filelock import FileLock
+
+from significance.data.images import image_to_array, load_image
+
+log = logging.getLogger(__name__)
+
+# Bump when `load_image` changes what it returns, so that older caches are rebuilt.
+CACHE_FORMAT = 1
+INDEX_FILE = "index.json"
+HASH_CHUNK = 1 << 20
+
+
+class ImageCache:
+    """Read-only view of a built cache: `cache[path]` is the 3 x S x S uint8 image of `path`."""
+
+    def __init__(self, folder: Path, images: np.ndarray, rows: dict[str, int]) -> None:
+        self.folder = folder
+        self.images = images
+        self.rows = rows
+
+    def __contains__(self, path: str) -> bool:
+        return path in self.rows
+
+    def __getitem__(self, path: str) -> np.ndarray:
+        return self.images[self.rows[path]]
+
+
+def cache_folder(cache_dir: str | Path, root: str | Path, image_size: int) -> Path:
+    """The folder of one collection's cache at one image size."""
+    resolved = str(Path(root).resolve())
+    key = hashlib.sha256(resolved.encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{Path(resolved).name}-{key}" / f"{image_size}px"
+
+
+def preprocessing_key(image_size: int) -> dict:
+    """Everything besides the file that decides a cached image's pixels."""
+    return {"image_size": image_size, "format": CACHE_FORMAT, "pillow": PIL.__version__}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def open_image_cache(
+    cache_dir: str | Path,
+    root: str | Path,
+    paths: Iterable[str],
+    image_size: int,
+    threads: int | None = None,
+) -> ImageCache:
+    """The cache of `paths` (relative to `root`) at `image_size`, built or refreshed as needed.
+
+    Only files that are new or whose content changed are decoded, on `threads` threads
+    (Pillow releases the GIL while it decodes and resizes); the rest is copied over.
+    """
+    root = Path(root)
+    folder = cache_folder(cache_dir, root, image_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / "lock")):
+        index = _read_index(folder, image_size)
+        known = index["files"]
+        records = {path: _record(root / path, known.get(path)) for path in sorted(set(paths))}
+        if all(
+            known.get(path) == record and record[2] in index["rows"]
+            for path, record in records.items()
+        ):
+            return _open(folder, index, records)
+        index = _rebuild(folder, root, index, records, image_size, threads)
+        return _open(folder, index, records)
+
+
+def _record(path: Path, known: list | None) -> list:
+    """[size, mtime_ns, sha256] of a file; the hash is reused while size and time are unchanged."""
+    stat = path.stat()
+    if known is not None and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+        return known
+    return [stat.st_size, stat.st_mtime_ns, file_sha256(path)]
+
+
+def _read_index(folder: Path, image_size: int) -> dict:
+    """The folder's index, or an empty one when missing, unreadable or of other preprocessing."""
+    empty = {
+        "preprocessing": preprocessing_key(image_size),
+        "images": None,
+        "files": {},
+        "rows": {},
+    }
+    try:
+        index = json.loads((folder / INDEX_FILE).read_text())
+    except (OSError, ValueError):
+        return empty
+    if index.get("preprocessing") != empty["preprocessing"] or not index.get("images"):
+        return empty
+    if not (folder / index["images"]).is_file():
+        return empty
+    return index
+
+
+def _open(folder: Path, index: dict, records: dict[str, list]) -> ImageCache:
+    images = np.load(folder / index["images"], mmap_mode="r")
+    rows = {path: index["rows"][record[2]] for path, record in records.items()}
+    return ImageCache(folder, images, rows)
+
+
+def _decode_into(images: np.ndarray, row: int, path: Path, image_size: int) -> None:
+    images[row] = image_to_array(load_image(path, image_size)).transpose(2, 0, 1)
+
+
+def _rebuild(
+    folder: Path,
+    root: Path,
+    index: dict,
+    records: dict[str, list],
+    image_size: int,
+    threads: int | None,
+) -> dict:
+    """Write a new array holding the old entries and the requested ones; return its index."""
+    # Keep entries of other tasks of the same collection, so that tasks do not evict each other.
+    files = {**index["files"], **records}
+    old_rows = index["rows"]
+    old = np.load(folder / index["images"], mmap_mode="r") if index["images"] else None
+    source = {}  # content hash -> a file with that content, for the ones to decode
+    for path, record in records.items():
+        if record[2] not in old_rows:
+            source.setdefault(record[2], path)
+    # An old entry that was not requested and is no longer in the old array cannot be filled.
+    files = {
+        path: record
+        for path, record in files.items()
+        if record[2] in old_rows or record[2] in source
+    }
+    hashes = sorted({record[2] for record in files.values()})
+    rows = {sha: row for row, sha in enumerate(hashes)}
+    log.info(
+        "Image cache %s: decoding %d files, keeping %d",
+        folder,
+        len(source),
+        len(hashes) - len(source),
+    )
+    token = uuid.uuid4().hex[:12]
+    images_name = f"images-{token}.npy"
+    partial = folder / f"{images_name}.partial"
+    images = np.lib.format.open_memmap(
+        partial, mode="w+", dtype=np.uint8, shape=(len(hashes), 3, image_size, image_size)
+    )
+    for sha in hashes:
+        if sha not in source:
+            images[rows[sha]] = old[old_rows[sha]]
+
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        list(
+            pool.map(
+                _decode_into,
+                [images] * len(source),
+                [rows[sha] for sha in source],
+                [root / path for path in source.values()],
+                [image_size] * len(source),
+            )
+        )
+    images.flush()
+    del images, old
+    os.replace(partial, folder / images_name)
+    new_index = {
+        "preprocessing": index["preprocessing"],
+        "images": images_name,
+        "files": files,
+        "rows": rows,
+    }
+    partial_index = folder / f"{INDEX_FILE}.{token}.partial"
+    partial_index.write_text(json.dumps(new_index))
+    os.replace(partial_index, folder / INDEX_FILE)
+    # Readers that mapped an older array keep it until they close it (unlink, not truncate).
+    for stale in folder.glob("images-*.npy*"):
+        if stale.name != images_name:
+            stale.unlink(missing_ok=True)
+    return new_index
