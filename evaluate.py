@@ -15,7 +15,7 @@ from significance.config import register_resolvers, to_plain
 from significance.evaluation import evaluate_checkpoint
 from significance.pipeline.evaluation import evaluate_pipeline
 from significance.pipeline.loading import spec_from_config
-from significance.validation import run_entry_point
+from significance.validation import ConfigurationError, run_entry_point
 
 register_resolvers()
 
@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> None:
         )
         return
     if cfg.ckpt is None:
-        raise ValueError("evaluate.py needs ckpt=<checkpoint> or pipeline=<config>")
+        raise ConfigurationError("evaluate.py needs ckpt=<checkpoint> or pipeline=<config>")
     evaluate_checkpoint(
         cfg.ckpt,
         cfg.paths.output_dir,

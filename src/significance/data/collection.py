@@ -70,7 +70,8 @@ def index_collection(
         raise CollectionError(f"data.root {root} is not a folder")
     samples = read_labels(root, layout, task, annotations_file)
     facts = scan_files(
-        (root / sample.path for sample in samples), cache_file,
+        (root / sample.path for sample in samples),
+        cache_file,
         description=f"Checking the images of {task.id}",
     )
     readable, skipped = [], []
@@ -83,7 +84,11 @@ def index_collection(
     if skipped:
         log.warning(
             "%d of %d files of task %s are left out because they cannot be read, e.g. %s: %s",
-            len(skipped), len(samples), task.id, skipped[0].path, skipped[0].reason,
+            len(skipped),
+            len(samples),
+            task.id,
+            skipped[0].path,
+            skipped[0].reason,
         )
     if not readable:
         raise CollectionError(f"no readable images for task {task.id} in {root} ({layout})")
@@ -130,11 +135,14 @@ def merge_duplicate_groups(
         log.warning(
             "%d sets of duplicate images carry different labels, e.g. %s; "
             "run audit.py to list them all",
-            len(conflicts), [(p, by_path[p].label) for p in conflicts[0]],
+            len(conflicts),
+            [(p, by_path[p].label) for p in conflicts[0]],
         )
     if copies:
-        log.info("%d images are copies of another and share its group (data.group_duplicates)",
-                 sum(len(c) for c in copies))
+        log.info(
+            "%d images are copies of another and share its group (data.group_duplicates)",
+            sum(len(c) for c in copies),
+        )
     return [replace(sample, group=group_of[sample.group]) for sample in samples]
 
 

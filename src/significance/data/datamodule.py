@@ -28,8 +28,14 @@ log = logging.getLogger(__name__)
 class ArtworkImages(Dataset):
     """Samples of one split as (uint8 CHW image, class index) pairs."""
 
-    def __init__(self, root: str | Path, samples: list[Sample], classes: tuple[str, ...],
-                 image_size: int, cache: ImageCache | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        samples: list[Sample],
+        classes: tuple[str, ...],
+        image_size: int,
+        cache: ImageCache | None = None,
+    ) -> None:
         self.root = Path(root)
         self.samples = samples
         self.class_index = {name: index for index, name in enumerate(classes)}
@@ -127,19 +133,35 @@ class ArtworkDataModule(L.LightningDataModule):
         self._open_cache()
 
     def _write_split(self) -> None:
-        samples, skipped = index_collection(self.root, self.layout, self.task,
-                                            self.annotations_file, self.cache_file,
-                                            self.group_duplicates, self.duplicate_distance)
+        samples, skipped = index_collection(
+            self.root,
+            self.layout,
+            self.task,
+            self.annotations_file,
+            self.cache_file,
+            self.group_duplicates,
+            self.duplicate_distance,
+        )
         # Unreadable files keep their place in the draw, so no other image changes split.
-        assignment = split_stratified(samples, self.test_fraction, self.val_fraction,
-                                      seed=self.seed, salt=self.task.id,
-                                      left_out=[s.sample for s in skipped if s.sample],
-                                      classes=self.task.classes)
+        assignment = split_stratified(
+            samples,
+            self.test_fraction,
+            self.val_fraction,
+            seed=self.seed,
+            salt=self.task.id,
+            left_out=[s.sample for s in skipped if s.sample],
+            classes=self.task.classes,
+        )
         write_split(self.split_file, samples, assignment)
         write_skipped(self.split_file.with_name("skipped.csv"), skipped)
         counts = Counter(assignment.values())
-        log.info("Split %d images of %s: %s -> %s", len(samples), self.task.id,
-                 dict(counts), self.split_file)
+        log.info(
+            "Split %d images of %s: %s -> %s",
+            len(samples),
+            self.task.id,
+            dict(counts),
+            self.split_file,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         """On every process: read the split that `prepare_data` wrote."""
@@ -148,8 +170,9 @@ class ArtworkDataModule(L.LightningDataModule):
         self.augment_generator.manual_seed(self.seed * 1000 + rank)
         cache = self._open_cache()
         for name, samples in parts.items():
-            self.datasets[name] = ArtworkImages(self.root, samples, self.task.classes,
-                                                self.preprocessing.image_size, cache)
+            self.datasets[name] = ArtworkImages(
+                self.root, samples, self.task.classes, self.preprocessing.image_size, cache
+            )
 
     def _open_cache(self) -> ImageCache | None:
         """The decoded images of every split (built or refreshed when stale); None when off."""

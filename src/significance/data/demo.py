@@ -56,7 +56,9 @@ def ensure_demo_collection(root: str | Path, seed: int = 0, spec: DemoSpec | Non
     stamp_file = root / "DEMO_COLLECTION"
     if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
         return root
-    log.info("Generating the synthetic demo collection into %s (used when data.root is unset)", root)
+    log.info(
+        "Generating the synthetic demo collection into %s (used when data.root is unset)", root
+    )
     # Build beside the target and rename, so an interrupted run never leaves half a collection.
     staging = root.with_name(f".{root.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -192,14 +194,18 @@ def _draw_icon(width: int, height: int, fields: dict, rng: np.random.Generator) 
     return image
 
 
-def _draw_manuscript(width: int, height: int, fields: dict, rng: np.random.Generator) -> Image.Image:
+def _draw_manuscript(
+    width: int, height: int, fields: dict, rng: np.random.Generator
+) -> Image.Image:
     image = Image.new("RGB", (width, height), _jitter(PAGE_TINT[fields["location"]], rng))
     draw = ImageDraw.Draw(image)
     ink = _jitter(INK[fields["language"]], rng, 15)
     description = fields["description"]
     figure_bottom = int(height * (0.85 if description == "figure" else 0.45))
     if description in ("figure", "text&figure"):
-        draw.rectangle((width * 0.15, height * 0.1, width * 0.85, figure_bottom), fill=(40, 90, 150))
+        draw.rectangle(
+            (width * 0.15, height * 0.1, width * 0.85, figure_bottom), fill=(40, 90, 150)
+        )
     if description in ("text", "text&figure"):
         top = height * 0.1 if description == "text" else figure_bottom + 4
         thickness = max(2.0, height / 30)  # thick enough to keep its colour at 32 px

@@ -24,8 +24,10 @@ class Preprocessing:
 
     def to_dict(self) -> dict:
         """Plain values, as stored in checkpoints."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in asdict(self).items()}
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, values: dict) -> Preprocessing:
@@ -74,8 +76,9 @@ def augment(
         theta[:, 0, 1] *= height / width
         theta[:, 1, 0] *= width / height
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        images = F.grid_sample(images, grid, mode="nearest", padding_mode="zeros",
-                               align_corners=False)
+        images = F.grid_sample(
+            images, grid, mode="nearest", padding_mode="zeros", align_corners=False
+        )
     flip_h = draws[1] < augmentation.horizontal_flip
     flip_v = draws[2] < augmentation.vertical_flip
     images = torch.where(flip_h.view(-1, 1, 1, 1), images.flip(-1), images)
