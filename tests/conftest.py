@@ -85,6 +85,22 @@ def run_script(
     )
 
 
+def run_sweep(
+    sweep_dir: Path, demo_dir: Path, *overrides: str, wandb: bool = False, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`train.py -m <overrides>` on the demo collection, shrunk by FAST (wandb offline if asked)."""
+    fast = [o for o in FAST if not (wandb and o.startswith("logger="))]
+    return run_script(
+        "train.py",
+        "-m",
+        *overrides,
+        *fast,
+        f"data.demo_dir={demo_dir}",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=timeout,
+    )
+
+
 def assert_ok(process: subprocess.CompletedProcess) -> None:
     """Fail with the tail of the process's output when it did not exit 0."""
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]

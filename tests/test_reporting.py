@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, assert_ok, run_script
+from conftest import assert_ok, run_script, run_sweep
 
 from significance.data.split import read_split
 from significance.reporting.sweep import write_sweep_report
@@ -83,20 +83,19 @@ def expected_figure(values: list[float]) -> str:
 
 def test_seed_sweep_reports_mean_and_std_and_logs_wandb_offline(tmp_path: Path, demo_dir: Path):
     sweep_dir = tmp_path / "sweep"
-    fast = [o for o in FAST if not o.startswith("logger=")]  # wandb on, offline
-    process = run_script(
-        "train.py",
-        "-m",
-        "task=icons/location",
-        "seed=1,2",
-        *fast,
-        "trainer.max_epochs=1",
-        f"data.demo_dir={demo_dir}",
-        f"hydra.sweep.dir={sweep_dir}",
+    process = run_sweep(
+        sweep_dir, demo_dir, "task=icons/location", "seed=1,2", "trainer.max_epochs=1", wandb=True
     )
     assert_ok(process)
     job_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name[0].isdigit())
+    # One job per (task, seed), and the seed moves the split.
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert [(r["task"], r["seed"], r["status"]) for r in rows] == [
+        ("icons/location", "1", "ok"),
+        ("icons/location", "2", "ok"),
+    ]
     assert len(job_dirs) == 2
+    assert (job_dirs[0] / "split.csv").read_text() != (job_dirs[1] / "split.csv").read_text()
     metrics = [json.loads((job / "test" / "metrics.json").read_text()) for job in job_dirs]
     per_class = [
         {row["name"]: row for row in read_csv(job / "test" / "per_class.csv")} for job in job_dirs

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_readme_demo_sweep_learns_well_above_chance(tmp_path: Path, demo_dir: Path):
     sweep_dir = tmp_path / "sweep"
+    # No FAST overrides here: the demo exactly as the README runs it.
     process = run_script(
         "train.py",
         "-m",

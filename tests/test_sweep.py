@@ -1,10 +1,9 @@
 """Sweeps as a user runs them: `train.py -m ...` in a subprocess, DDP jobs included."""
 
 import csv
-import json
 from pathlib import Path
 
-from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, run_script
+from conftest import CONF_DIR, TASK_IDS, assert_ok, run_sweep
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -20,15 +19,8 @@ def read_summary(sweep_dir: Path) -> list[dict]:
 
 def test_two_task_sweep_on_two_ddp_processes(tmp_path: Path, demo_dir: Path):
     sweep_dir = tmp_path / "sweep"
-    fast = [o for o in FAST if not o.startswith("logger=")]  # wandb on, offline
-    process = run_script(
-        "train.py",
-        "-m",
-        "task=coins/period,icons/location",
-        *fast,
-        "trainer=ddp",
-        f"data.demo_dir={demo_dir}",
-        f"hydra.sweep.dir={sweep_dir}",
+    process = run_sweep(
+        sweep_dir, demo_dir, "task=coins/period,icons/location", "trainer=ddp", wandb=True
     )
     assert_ok(process)
     rows = read_summary(sweep_dir)
@@ -60,44 +52,12 @@ def test_two_task_sweep_on_two_ddp_processes(tmp_path: Path, demo_dir: Path):
 
 def test_a_failing_job_is_recorded_and_the_sweep_exits_nonzero(tmp_path: Path, demo_dir: Path):
     sweep_dir = tmp_path / "sweep"
-    process = run_script(
-        "train.py",
-        "-m",
-        "task=icons/location",
-        "optimizer.lr=-1,0.001",
-        *FAST,
-        f"data.demo_dir={demo_dir}",
-        f"hydra.sweep.dir={sweep_dir}",
-    )
+    process = run_sweep(sweep_dir, demo_dir, "task=icons/location", "optimizer.lr=-1,0.001")
     assert process.returncode != 0
     rows = read_summary(sweep_dir)
     assert [r["status"] for r in rows] == ["failed", "ok"]
     assert rows[0]["exit_code"] == "1" and rows[1]["test_acc"]
     assert "optimizer.lr must be > 0" in process.stderr
-
-
-def test_seeds_sweep_gives_one_job_per_task_and_seed(tmp_path: Path, demo_dir: Path):
-    sweep_dir = tmp_path / "sweep"
-    process = run_script(
-        "train.py",
-        "-m",
-        "task=icons/location",
-        "seed=1,2",
-        *FAST,
-        "trainer.max_epochs=1",
-        f"data.demo_dir={demo_dir}",
-        f"hydra.sweep.dir={sweep_dir}",
-    )
-    assert_ok(process)
-    rows = read_summary(sweep_dir)
-    assert [(r["task"], r["seed"]) for r in rows] == [
-        ("icons/location", "1"),
-        ("icons/location", "2"),
-    ]
-    splits = [json.loads((Path(r["job_dir"]) / "result.json").read_text()) for r in rows]
-    assert all(s["status"] == "ok" for s in splits)
-    first, second = ((Path(r["job_dir"]) / "split.csv").read_text() for r in rows)
-    assert first != second  # the seed moves the split
 
 
 def test_all_tasks_experiment_sweeps_every_task_file(compose_train):
