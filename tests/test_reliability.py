@@ -322,9 +322,9 @@ def test_a_bad_setting_stops_in_one_line_before_reading_data(
         timeout=120,
     )
     assert process.returncode == 1
-    last_line = process.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: ") and message.format(file=a_file) in last_line
-    assert "Traceback" not in process.stderr
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1, process.stderr  # one line: not Hydra's, not a traceback
+    assert lines[0].startswith("error: ") and message.format(file=a_file) in lines[0]
     assert not demo.exists() and not (tmp_path / "run" / "checkpoints").exists()
     assert time.time() - started < 60
 

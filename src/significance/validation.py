@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from omegaconf import DictConfig
@@ -116,6 +116,7 @@ def run_entry_point(main: Callable[[], None]) -> None:
     else, a bug, keeps its full traceback.
     """
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.stderr = _WithoutHydraJobErrorLine(sys.stderr)
     try:
         main()
     except torch.cuda.OutOfMemoryError as error:
@@ -151,8 +152,31 @@ def _known_tasks() -> list[str]:
     return sorted(discover_tasks(root / "conf")) if (root / "conf" / "task").is_dir() else []
 
 
+class _WithoutHydraJobErrorLine:
+    """stderr without the line Hydra writes before re-raising a job's error.
+
+    Hydra writes "Error executing job with overrides: [...]" straight to stderr; our own
+    `error:` line says what went wrong and what to do, so the user reads one line, not two.
+    """
+
+    prefix = "Error executing job with overrides:"
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return len(text) if text.startswith(self.prefix) else self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def _exit(message: str) -> None:
-    if logging.getLogger().handlers:  # inside a job: into its train.log too
-        log.error(message)
+    # Into the run's log file only: the console gets the one `error:` line below.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(
+                log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+            )
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_USER_ERROR)
