@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 # /proc/cpuinfo flags of CPUs that compute bf16 natively; elsewhere autocast emulates it slowly.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -29,3 +32,21 @@ def native_bf16(accelerator: str = "cpu") -> bool:
     if accelerator in ("gpu", "cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(NATIVE_BF16_FLAGS & cpu_flags())
+
+
+def warn_if_bf16_emulated(precision: str, accelerator: str) -> bool:
+    """Warn when bf16 is asked for on a CPU that lacks bf16 instructions; True if it warned.
+
+    There autocast emulates bf16, many times slower than fp32 (PITFALLS.md: seen on AVX2-only
+    machines), so the setting would slow training down instead of speeding it up.
+    """
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if not str(precision).startswith("bf16") or not on_cpu or native_bf16("cpu"):
+        return False
+    log.warning(
+        "trainer.precision=%s on a CPU without native bf16 (no %s flag): bf16 is emulated and "
+        "much slower than fp32 here; use trainer.precision=32-true",
+        precision,
+        " or ".join(sorted(NATIVE_BF16_FLAGS)),
+    )
+    return True

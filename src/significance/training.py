@@ -26,6 +26,7 @@ from significance.resume import (
     check_resumable,
     checkpoint_to_resume,
 )
+from significance.speed import warn_if_bf16_emulated
 from significance.tasks import Task
 from significance.tracking import finish_wandb, make_loggers
 from significance.validation import ConfigurationError, check_environment
@@ -48,6 +49,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     task = Task.from_config(cfg.task)
     validate_training_config(cfg)
     check_environment(cfg, output_dir)
+    warn_if_bf16_emulated(cfg.trainer.precision, cfg.trainer.accelerator)
     resume_from = checkpoint_to_resume(cfg.get("resume", "auto"), output_dir)
     if resume_from is not None:
         epoch = check_resumable(resume_from, task, cfg.model.name)
