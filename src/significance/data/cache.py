@@ -24,14 +24,13 @@ import numpy as np
 import PIL
 from filelock import FileLock
 
-from significance.data.images import image_to_array, load_image
+from significance.data.images import file_sha256, image_to_array, load_image
 
 log = logging.getLogger(__name__)
 
 # Bump when `load_image` changes what it returns, so that older caches are rebuilt.
 CACHE_FORMAT = 1
 INDEX_FILE = "index.json"
-HASH_CHUNK = 1 << 20
 
 
 class ImageCache:
@@ -59,15 +58,6 @@ def cache_folder(cache_dir: str | Path, root: str | Path, image_size: int) -> Pa
 def preprocessing_key(image_size: int) -> dict:
     """Everything besides the file that decides a cached image's pixels."""
     return {"image_size": image_size, "format": CACHE_FORMAT, "pillow": PIL.__version__}
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def open_image_cache(

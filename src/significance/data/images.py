@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from pathlib import Path
@@ -139,3 +140,12 @@ def _scale_to_8bit(pixels: np.ndarray) -> np.ndarray:
 def image_to_array(image: Image.Image) -> np.ndarray:
     """HxWx3 uint8 pixels of an RGB image."""
     return np.asarray(image, dtype=np.uint8)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content, read in chunks: the key of caches and exact duplicates."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

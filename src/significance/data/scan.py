@@ -8,7 +8,6 @@ training and auditing it cost one decode per file, ever, and a second pass is in
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from significance.data.images import UnreadableImageError, load_image, open_image
+from significance.data.images import UnreadableImageError, file_sha256, load_image, open_image
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def scan_file(path: str | Path) -> ImageFacts:
         return ImageFacts("file not found")
     if path.stat().st_size == 0:
         return ImageFacts("empty file")
-    digest = _sha256(path)
+    digest = file_sha256(path)
     try:
         with open_image(path) as image:
             header = {
@@ -121,15 +120,6 @@ def _decode_problem(message: str) -> str:
     if "decoder" in lowered and "not available" in lowered:
         return "unsupported format"
     return "undecodable"
-
-
-def _sha256(path: Path) -> str:
-    """Content hash of the file, read in chunks (scans can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _foreign_format(path: Path) -> str | None:
