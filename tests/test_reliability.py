@@ -149,6 +149,15 @@ def test_a_sweep_rerun_skips_finished_jobs_resumes_interrupted_and_reruns_failed
     assert second[0]["test_acc"] == first[0]["test_acc"]  # the earlier run's figures
     assert finished_result.stat().st_mtime_ns == finished_stamp  # not run again
     assert "Resuming coins/period" in rerun.stdout + rerun.stderr
+    # The skipped job's results still count: in the sweep's report and for a pipeline.
+    assert "2 of 2 jobs finished and are included" in (sweep_dir / "results.md").read_text()
+
+    # resume=false retrains every job, finished ones too, and draws each split anew.
+    again = run_script(*command, "resume=false")
+    assert_ok(again)
+    third = read_csv(sweep_dir / "summary.csv")
+    assert [r["status"] for r in third] == ["ok", "ok"]
+    assert finished_result.stat().st_mtime_ns != finished_stamp
 
 
 def test_a_failed_sweep_job_runs_again_on_rerun(tmp_path: Path, demo_dir: Path):

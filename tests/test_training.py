@@ -166,3 +166,12 @@ def test_an_image_that_breaks_during_the_run_is_replaced_not_fatal(tmp_path: Pat
     (tmp_path / "a.png").write_bytes(b"broken after indexing")
     pixels, target = dataset[0]
     assert target == 1 and pixels.shape == (3, 4, 4) and pixels[1].min() == 200
+
+
+def test_a_fresh_start_in_a_used_folder_draws_its_own_split(compose_train, tmp_path: Path):
+    train(compose_train("task=icons/location", "trainer.max_epochs=1", "seed=0"))
+    first = (tmp_path / "run" / "split.csv").read_text()
+    train(compose_train("task=icons/location", "trainer.max_epochs=1", "seed=1", "resume=false"))
+    assert (tmp_path / "run" / "split.csv").read_text() != first
+    hyper = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert hyper["hyper_parameters"]["seed"] == 1

@@ -14,7 +14,7 @@ import torch
 from significance.data.collection import index_collection
 from significance.data.datamodule import ArtworkDataModule, write_skipped
 from significance.data.split import write_split
-from significance.models.module import ArtworkClassifier, load_classifier
+from significance.models.module import ArtworkClassifier, CheckpointError, load_classifier
 from significance.reporting.evaluation_report import write_evaluation_report
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def recorded_split_file(ckpt: str | Path, model: ArtworkClassifier) -> Path:
     for candidate in (Path(recorded) if recorded else None, beside):
         if candidate is not None and candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise CheckpointError(
         f"the split of the run that made {ckpt} is not at {recorded} nor at {beside}; "
         "pass split_file=... or data.root=... to evaluate on a collection"
     )

@@ -16,6 +16,10 @@ import subprocess
 import sys
 from typing import IO
 
+# `status` values of summary.csv for jobs whose results stand: "skipped" is a job that finished
+# in an earlier run of the same sweep folder (its figures are carried over).
+FINISHED_STATUSES = ("ok", "skipped")
+
 
 class SweepJobFailed(RuntimeError):
     """A job of a sweep failed; its own log says why (the sweep went on without it)."""

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 RESULT_FILE = "result.json"
-RESUME_CHOICES = ("auto", True, False)
 
 
 class ResumeError(Exception):
@@ -66,6 +65,17 @@ def checkpoint_to_resume(resume: Any, output_dir: Path) -> Path | None:
         f"resume={resume} but there is nothing to resume: {last} does not exist "
         "(the run saved no last checkpoint yet, or the folder is another one)"
     )
+
+
+def discard_previous_split(output_dir: Path) -> None:
+    """A fresh start in a used folder draws its split anew (its seed, data or task may differ).
+
+    Call on rank 0 only, before `fit`: the other ranks read the split this run then writes.
+    """
+    for name in ("split.csv", "skipped.csv"):
+        if (output_dir / name).is_file():
+            log.info("Starting afresh: the previous %s in %s is replaced", name, output_dir)
+            (output_dir / name).unlink()
 
 
 def check_resumable(path: Path, task: Task, model_name: str) -> int:

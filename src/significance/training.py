@@ -11,6 +11,7 @@ import lightning as L
 import torch
 import torch.distributed
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from significance.config import to_plain
@@ -25,6 +26,7 @@ from significance.resume import (
     ContinueMetricsLog,
     check_resumable,
     checkpoint_to_resume,
+    discard_previous_split,
 )
 from significance.speed import warn_if_bf16_emulated
 from significance.tasks import Task
@@ -54,6 +56,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if resume_from is not None:
         epoch = check_resumable(resume_from, task, cfg.model.name)
         log.info("Resuming %s from %s (saved in epoch %d)", task.id, resume_from, epoch)
+    elif rank_zero_only.rank == 0:
+        discard_previous_split(output_dir)
     L.seed_everything(cfg.seed, workers=True)
     preprocessing = preprocessing_for(cfg.model.name, cfg.model.image_size, cfg.model.weights)
     split_file = output_dir / "split.csv"
@@ -96,6 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             output_dir / "test",
             accelerator=cfg.trainer.accelerator,
             batch_size=cfg.data.batch_size,
+            num_workers=cfg.data.num_workers,
             cache_dir=cfg.data.cache_dir if cfg.data.cache else None,
         )
         result = {

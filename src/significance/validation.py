@@ -86,6 +86,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from omegaconf.errors import OmegaConfBaseException
 
     from significance.data.collection import CollectionError
+    from significance.data.images import UnreadableImageError
     from significance.data.split import SplitError
     from significance.models.module import CheckpointError
     from significance.pipeline.loading import PipelineError
@@ -100,6 +101,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         PretrainedWeightsMissing,
         SplitError,
         CollectionError,  # data root missing, unknown labels, class folders not the task's
+        UnreadableImageError,  # a validation or test image broken after the split was made
         PipelineError,  # a checkpoint in the wrong slot of a pipeline
         SweepJobFailed,
         HydraException,  # unknown task or config group, misspelt key, bad override syntax

@@ -30,6 +30,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from significance.processes import (
+    FINISHED_STATUSES,
     SweepJobFailed,
     end_process_group,
     start_process_group,
@@ -186,7 +187,8 @@ class SubprocessLauncher(Launcher):
                 time.time(),
                 error=f"{type(error).__name__}: {error}",
             )
-        if finished_result(job_dir) is not None:
+        # resume=false retrains even a finished job; otherwise its results stand.
+        if finished_result(job_dir) is not None and OmegaConf.select(config, "resume") is not False:
             log.info("#%d finished in an earlier run of this sweep: skipped", index)
             return _Job(index, overrides, job_dir, config, None, time.time(), skipped=True)
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +262,7 @@ class SubprocessLauncher(Launcher):
         """Hydra's record of the job; a failed one raises when the sweeper reads its value."""
         job_return = JobReturn(overrides=job.overrides, working_dir=str(job.job_dir))
         job_return.cfg = job.config
-        if row["status"] in ("ok", "skipped"):
+        if row["status"] in FINISHED_STATUSES:
             job_return.status = JobStatus.COMPLETED
             job_return.return_value = row
         else:

@@ -24,7 +24,12 @@ import numpy as np
 import PIL
 from filelock import FileLock
 
-from significance.data.images import file_sha256, image_to_array, load_image
+from significance.data.images import (
+    UnreadableImageError,
+    file_sha256,
+    image_to_array,
+    load_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +83,12 @@ def open_image_cache(
     with FileLock(str(folder / "lock")):
         index = _read_index(folder, image_size)
         known = index["files"]
-        records = {path: _record(root / path, known.get(path)) for path in sorted(set(paths))}
+        records = {}
+        for path in sorted(set(paths)):
+            try:
+                records[path] = _record(root / path, known.get(path))
+            except OSError as error:  # gone since indexing: the dataset reads it directly
+                log.error("Image cache: %s left out: %s", path, error)
         if all(
             known.get(path) == record and record[2] in index["rows"]
             for path, record in records.items()
@@ -117,12 +127,22 @@ def _read_index(folder: Path, image_size: int) -> dict:
 
 def _open(folder: Path, index: dict, records: dict[str, list]) -> ImageCache:
     images = np.load(folder / index["images"], mmap_mode="r")
-    rows = {path: index["rows"][record[2]] for path, record in records.items()}
+    rows = {
+        path: index["rows"][record[2]]
+        for path, record in records.items()
+        if record[2] in index["rows"]  # a file that would not decode is not in the cache
+    }
     return ImageCache(folder, images, rows)
 
 
-def _decode_into(images: np.ndarray, row: int, path: Path, image_size: int) -> None:
-    images[row] = image_to_array(load_image(path, image_size)).transpose(2, 0, 1)
+def _decode_into(images: np.ndarray, row: int, path: Path, image_size: int) -> bool:
+    """Decode `path` into `images[row]`; False (logged) when it cannot be decoded."""
+    try:
+        images[row] = image_to_array(load_image(path, image_size)).transpose(2, 0, 1)
+    except UnreadableImageError as error:
+        log.error("Image cache: left out, unreadable: %s", error)
+        return False
+    return True
 
 
 def _rebuild(
@@ -167,7 +187,7 @@ def _rebuild(
             images[rows[sha]] = old[old_rows[sha]]
 
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-        list(
+        decoded = list(
             pool.map(
                 _decode_into,
                 [images] * len(source),
@@ -178,6 +198,9 @@ def _rebuild(
         )
     images.flush()
     del images, old
+    failed = {sha for sha, ok in zip(source, decoded, strict=True) if not ok}
+    rows = {sha: row for sha, row in rows.items() if sha not in failed}
+    files = {path: record for path, record in files.items() if record[2] not in failed}
     os.replace(partial, folder / images_name)
     new_index = {
         "preprocessing": index["preprocessing"],

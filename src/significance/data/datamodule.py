@@ -35,19 +35,21 @@ class ArtworkImages(Dataset):
         classes: tuple[str, ...],
         image_size: int,
         cache: ImageCache | None = None,
+        replace_unreadable: bool = False,
     ) -> None:
         self.root = Path(root)
         self.samples = samples
         self.class_index = {name: index for index, name in enumerate(classes)}
         self.image_size = image_size
         self.cache = cache
+        self.replace_unreadable = replace_unreadable
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if self.cache is not None:
-            sample = self.samples[index]
+        sample = self.samples[index]
+        if self.cache is not None and sample.path in self.cache:
             pixels = torch.from_numpy(np.array(self.cache[sample.path]))
             return pixels, self.class_index[sample.label]
         sample, image = self._load_from(index)
@@ -58,8 +60,18 @@ class ArtworkImages(Dataset):
         """The sample at `index`, or, if its file broke after indexing, the next one that loads.
 
         Indexing already left unreadable files out; this only keeps a file damaged during a
-        run from killing it mid-epoch. The substitution is logged with the file's name.
+        run from killing a training epoch, and is logged with the file's name. Validation and
+        test images are never replaced (that would count one image twice): they fail clearly.
         """
+        if not self.replace_unreadable:
+            sample = self.samples[index]
+            try:
+                return sample, load_image(self.root / sample.path, self.image_size)
+            except UnreadableImageError as error:
+                raise UnreadableImageError(
+                    f"{error}; it became unreadable after the split was made: restore it, or "
+                    "start the run afresh (resume=false) to split without it"
+                ) from error
         for offset in range(len(self.samples)):
             sample = self.samples[(index + offset) % len(self.samples)]
             try:
@@ -171,7 +183,12 @@ class ArtworkDataModule(L.LightningDataModule):
         cache = self._open_cache()
         for name, samples in parts.items():
             self.datasets[name] = ArtworkImages(
-                self.root, samples, self.task.classes, self.preprocessing.image_size, cache
+                self.root,
+                samples,
+                self.task.classes,
+                self.preprocessing.image_size,
+                cache,
+                replace_unreadable=name == "train",
             )
 
     def _open_cache(self) -> ImageCache | None:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from significance.models.module import ArtworkClassifier, load_classifier
+from significance.processes import FINISHED_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,12 @@ def spec_from_sweep(sweep_dir: str | Path) -> PipelineSpec:
     best: dict[str, dict[str, str]] = {}
     with summary.open(newline="") as handle:
         for row in csv.DictReader(handle):
-            if row["status"] != "ok" or not row["checkpoint"]:
+            if row["status"] not in FINISHED_STATUSES or not row["checkpoint"]:
                 continue
+            # The sweep folder may have moved since: find the checkpoint inside it.
+            moved = Path(sweep_dir) / Path(row["job_dir"]).name / "checkpoints" / "best.ckpt"
+            if not Path(row["checkpoint"]).is_file() and moved.is_file():
+                row["checkpoint"] = str(moved)
             score = float(row["best_val_acc"] or "nan")
             current = best.get(row["task"])
             if current is None or score > float(current["best_val_acc"] or "nan"):

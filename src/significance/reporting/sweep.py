@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from significance.processes import FINISHED_STATUSES
 from significance.reporting.evaluation_report import (
     PER_CLASS_FILE,
     markdown_table,
@@ -108,7 +109,7 @@ def read_sweep(sweep_dir: Path) -> tuple[list[Configuration], list[dict[str, str
     for row, own in zip(rows, overrides, strict=True):
         # The sweep folder may have moved since: find each job by its folder's name.
         per_class = sweep_dir / Path(row["job_dir"]).name / "test" / PER_CLASS_FILE
-        if row["status"] != "ok" or not per_class.is_file():
+        if row["status"] not in FINISHED_STATUSES or not per_class.is_file():
             failed.append(row)
             continue
         key = (row["task"], " ".join(sorted(own - shared)))
