@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from significance.resume import ContinuingCSVLogger
 
@@ -67,8 +68,9 @@ def read_or_create_run_id(output_dir: Path) -> str:
     if id_file.is_file():
         return id_file.read_text().strip()
     run_id = secrets.token_hex(4)  # wandb's own ids are 8 characters of [a-z0-9] too
-    output_dir.mkdir(parents=True, exist_ok=True)
-    id_file.write_text(run_id + "\n")
+    if rank_zero_only.rank == 0:  # only rank 0 has a wandb run; others must not race to write
+        output_dir.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run_id + "\n")
     return run_id
 
 

@@ -22,6 +22,7 @@ from significance.data.demo import ensure_demo_collection
 from significance.data.images import IMAGE_SUFFIXES, pixel_limit
 from significance.data.scan import ImageFacts, duplicate_groups, scan_files
 from significance.data.split import minimum_class_size, read_split
+from significance.models.build import preprocessing_for
 from significance.tasks import Task, discover_tasks
 
 log = logging.getLogger(__name__)
@@ -381,7 +382,8 @@ def run_audit(cfg: DictConfig) -> int:
             annotations_file=data.annotations_file,
             cache_file=data.cache_file,
             duplicate_distance=data.duplicate_distance,
-            min_size=cfg.min_size,
+            # null (models whose weights set the size): the size the model's weights expect.
+            min_size=cfg.min_size or preprocessing_for(cfg.model.name, None).image_size,
             split_files=find_split_files(cfg.split_file),
             test_fraction=data.test_fraction,
             val_fraction=data.val_fraction,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image, ImageDraw
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,17 @@ def ensure_demo_collection(root: str | Path, seed: int = 0, spec: DemoSpec | Non
     stamp_file = root / "DEMO_COLLECTION"
     if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
         return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # One generator at a time: parallel sweep jobs would otherwise delete each other's result.
+    with FileLock(str(root.with_name(f".{root.name}.lock"))):
+        if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
+            return root
+        _generate_into(root, stamp, stamp_file, seed, spec)
+    return root
+
+
+def _generate_into(root: Path, stamp: str, stamp_file: Path, seed: int, spec: DemoSpec) -> None:
+    """Generate beside `root`, then swap it in."""
     log.info(
         "Generating the synthetic demo collection into %s (used when data.root is unset)", root
     )
@@ -65,11 +77,7 @@ def ensure_demo_collection(root: str | Path, seed: int = 0, spec: DemoSpec | Non
     generate_demo_collection(staging, seed=seed, spec=spec)
     (staging / stamp_file.name).write_text(stamp + "\n")
     shutil.rmtree(root, ignore_errors=True)
-    try:
-        os.replace(staging, root)
-    except OSError:  # another process (a DDP rank, a parallel job) finished first
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+    os.replace(staging, root)
 
 
 def generate_demo_collection(root: str | Path, seed: int = 0, spec: DemoSpec | None = None) -> int:
