@@ -16,6 +16,9 @@ import subprocess
 import sys
 from typing import IO
 
+# A sweep folder holds summary.csv (a row per job); each job's folder its result.json.
+SUMMARY_FILE = "summary.csv"
+RESULT_FILE = "result.json"
 # `status` values of summary.csv for jobs whose results stand: "skipped" is a job that finished
 # in an earlier run of the same sweep folder (its figures are carried over).
 FINISHED_STATUSES = ("ok", "skipped")

@@ -23,12 +23,12 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from significance.models.module import read_checkpoint
+from significance.processes import RESULT_FILE
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-RESULT_FILE = "result.json"
 
 
 class ResumeError(Exception):

@@ -20,6 +20,7 @@ from significance.evaluation import evaluate_checkpoint, write_json
 from significance.memory import keep_freed_memory
 from significance.models.build import preprocessing_for
 from significance.models.module import ArtworkClassifier
+from significance.processes import RESULT_FILE
 from significance.reporting.dashboard import report_training_run
 from significance.resume import (
     AtomicCheckpointIO,
@@ -34,8 +35,6 @@ from significance.tracking import finish_wandb, make_loggers
 from significance.validation import ConfigurationError, check_environment
 
 log = logging.getLogger(__name__)
-
-RESULT_FILE = "result.json"
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from significance.processes import (
     FINISHED_STATUSES,
+    RESULT_FILE,
+    SUMMARY_FILE,
     SweepJobFailed,
     end_process_group,
     start_process_group,
@@ -40,8 +42,6 @@ from significance.resume import finished_result
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.csv"
-RESULT_FILE = "result.json"  # written by each job into its folder (significance.training)
 SUMMARY_COLUMNS = (
     "job",
     "task",

@@ -12,11 +12,9 @@ from typing import Any
 import torch
 
 from significance.models.module import ArtworkClassifier, load_classifier
-from significance.processes import FINISHED_STATUSES
+from significance.processes import FINISHED_STATUSES, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
-
-SUMMARY_FILE = "summary.csv"
 
 
 class PipelineError(Exception):

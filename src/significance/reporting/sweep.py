@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from significance.processes import FINISHED_STATUSES
+from significance.processes import FINISHED_STATUSES, SUMMARY_FILE
 from significance.reporting.evaluation_report import (
     PER_CLASS_FILE,
     markdown_table,
@@ -23,7 +23,6 @@ from significance.reporting.study import STUDY_RESULTS, STUDY_SOURCE
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.csv"  # written by the sweep launcher, a row per job
 RESULTS_FILE = "results.md"
 RESULTS_CSV = "results.csv"
 RESULTS_COLUMNS = ("task", "configuration", "row", "figure", "mean", "std", "n", "seeds")
