@@ -189,19 +189,3 @@ def test_a_file_broken_or_gone_after_indexing_is_left_out_not_fatal(tmp_path: Pa
     cache = open_image_cache(tmp_path / "cache", root, names, SIZE)
     assert names[0] not in cache and names[1] not in cache
     _assert_matches_decoding(cache, root, names[2:])
-
-
-def test_only_training_images_are_replaced_when_unreadable(tmp_path: Path):
-    from significance.data.collection import Sample
-    from significance.data.datamodule import ArtworkImages
-    from significance.data.images import UnreadableImageError
-
-    root = tmp_path / "collection"
-    names = _write_images(root, count=3)
-    (root / names[0]).write_bytes(b"")
-    samples = [Sample(name, "a", name) for name in names]
-    train = ArtworkImages(root, samples, ("a",), SIZE, replace_unreadable=True)
-    assert train[0][0].shape == (3, SIZE, SIZE)  # the next image stands in
-    test = ArtworkImages(root, samples, ("a",), SIZE)
-    with pytest.raises(UnreadableImageError, match="became unreadable after the split"):
-        test[0]

@@ -156,16 +156,21 @@ def test_a_collection_with_bad_files_trains_to_the_end(compose_train, tmp_path, 
 
 def test_an_image_that_breaks_during_the_run_is_replaced_not_fatal(tmp_path: Path):
     from significance.data.datamodule import ArtworkImages
+    from significance.data.images import UnreadableImageError
 
     for name in ("a.png", "b.png"):
         Image.new("RGB", (8, 8), (0, 200, 0) if name == "b.png" else (200, 0, 0)).save(
             tmp_path / name
         )
     samples = [Sample("a.png", "gold", "a.png"), Sample("b.png", "silver", "b.png")]
-    dataset = ArtworkImages(tmp_path, samples, ("gold", "silver"), image_size=4)
+    training = ArtworkImages(tmp_path, samples, ("gold", "silver"), 4, replace_unreadable=True)
     (tmp_path / "a.png").write_bytes(b"broken after indexing")
-    pixels, target = dataset[0]
+    pixels, target = training[0]
     assert target == 1 and pixels.shape == (3, 4, 4) and pixels[1].min() == 200
+    # A test (or validation) image is never replaced: that would count another one twice.
+    test = ArtworkImages(tmp_path, samples, ("gold", "silver"), 4)
+    with pytest.raises(UnreadableImageError, match="became unreadable after the split"):
+        test[0]
 
 
 def test_a_fresh_start_in_a_used_folder_draws_its_own_split(compose_train, tmp_path: Path):

@@ -83,7 +83,8 @@ def spec_from_sweep(sweep_dir: str | Path) -> PipelineSpec:
             if row["status"] not in FINISHED_STATUSES or not row["checkpoint"]:
                 continue
             # The sweep folder may have moved since: find the checkpoint inside it.
-            moved = Path(sweep_dir) / Path(row["job_dir"]).name / "checkpoints" / "best.ckpt"
+            moved = Path(sweep_dir) / Path(row.get("job_dir") or ".").name / "checkpoints"
+            moved = moved / "best.ckpt"
             if not Path(row["checkpoint"]).is_file() and moved.is_file():
                 row["checkpoint"] = str(moved)
             score = float(row["best_val_acc"] or "nan")
