@@ -189,3 +189,13 @@ def test_a_file_broken_or_gone_after_indexing_is_left_out_not_fatal(tmp_path: Pa
     cache = open_image_cache(tmp_path / "cache", root, names, SIZE)
     assert names[0] not in cache and names[1] not in cache
     _assert_matches_decoding(cache, root, names[2:])
+
+
+def test_cache_pickles_as_a_file_name_not_its_pixels(tmp_path: Path):
+    import pickle
+
+    names = _write_images(tmp_path / "collection")
+    cache = open_image_cache(tmp_path / "cache", tmp_path / "collection", names, SIZE)
+    data = pickle.dumps(cache)  # what a spawned DataLoader worker receives
+    assert len(data) < cache.images.nbytes / 4
+    _assert_matches_decoding(pickle.loads(data), tmp_path / "collection", names)

@@ -52,6 +52,15 @@ class ImageCache:
     def __getitem__(self, path: str) -> np.ndarray:
         return self.images[self.rows[path]]
 
+    def __getstate__(self) -> dict:
+        # Pickling a memmap copies its data: DataLoader workers started by spawn or forkserver
+        # (macOS, Python 3.14+) would each get the whole array. Send the file's name instead.
+        return {"folder": self.folder, "file": self.images.filename, "rows": self.rows}
+
+    def __setstate__(self, state: dict) -> None:
+        self.folder, self.rows = state["folder"], state["rows"]
+        self.images = np.load(state["file"], mmap_mode="r")
+
 
 def cache_folder(cache_dir: str | Path, root: str | Path, image_size: int) -> Path:
     """The folder of one collection's cache at one image size."""
