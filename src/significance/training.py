@@ -11,6 +11,7 @@ import lightning as L
 import torch
 import torch.distributed
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
@@ -88,6 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        # The first ModelCheckpoint of conf/callbacks is the one that monitors val/acc.
         best = trainer.checkpoint_callback.best_model_path
         best_val = trainer.checkpoint_callback.best_model_score
         if not leave_process_group(trainer):
@@ -169,6 +171,6 @@ def log_test_summary(loggers: list, metrics: dict[str, Any]) -> None:
     }
     for logger in loggers:
         logger.log_metrics(scalars)
-        if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
+        if isinstance(logger, WandbLogger):
             logger.experiment.summary.update(scalars)
         logger.save()
