@@ -30,6 +30,7 @@ def main(cfg: DictConfig) -> None:
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
             device=cfg.accelerator,
+            cache_file=cfg.cache_file,
         )
         return
     if cfg.ckpt is None:
@@ -43,6 +44,7 @@ def main(cfg: DictConfig) -> None:
         num_workers=cfg.num_workers,
         accelerator=cfg.accelerator,
         cache_dir=cfg.cache_dir,
+        cache_file=cfg.cache_file,
     )
 
 

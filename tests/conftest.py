@@ -35,6 +35,19 @@ FAST = [
 register_resolvers()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Collections and caches of the tests, and of the scripts they run, in a temporary folder."""
+    path = tmp_path_factory.mktemp("data")
+    before = os.environ.get("SIGNIFICANCE_DATA_DIR")
+    os.environ["SIGNIFICANCE_DATA_DIR"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["SIGNIFICANCE_DATA_DIR"]
+    else:
+        os.environ["SIGNIFICANCE_DATA_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded demo collection, generated once per test session."""

@@ -100,6 +100,16 @@ def test_a_second_audit_reads_the_hash_cache(tmp_path, monkeypatch):
     assert second.problems == first.problems
 
 
+def test_table_paths_with_dot_and_backslash_name_the_files_on_disk(tmp_path):
+    (tmp_path / "scans").mkdir()
+    noise(240, 240, 1).save(tmp_path / "scans" / "a.jpg")
+    noise(240, 240, 2).save(tmp_path / "b.jpg")
+    write_table(tmp_path, {"./scans/a.jpg": "gold", "scans\\a.jpg": "gold", "./b.jpg": "silver"})
+    report = audit_collection(tmp_path, "annotations", [MATERIAL])
+    assert [problem for problem in report.problems if problem.path] == []  # no file's problem
+    assert report.files == 2
+
+
 def test_class_folders_too_small_and_missing_root(tmp_path):
     for label in MATERIAL.classes:
         (tmp_path / label).mkdir()

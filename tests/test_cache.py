@@ -181,6 +181,25 @@ def test_cached_data_needs_few_workers(monkeypatch):
     assert resolve_num_workers(3, 1, cached=True) == 3
 
 
+def test_workers_share_the_cores_of_a_node_not_of_the_world(tmp_path: Path, monkeypatch):
+    from types import SimpleNamespace
+
+    from significance.data.datamodule import ArtworkDataModule
+    from significance.data.transforms import Preprocessing
+    from significance.tasks import Task
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(16)), raising=False)
+    task = Task("icons/location", 2, "icons", "location", ("cyprus", "other"))
+    datamodule = ArtworkDataModule(
+        task, Preprocessing(SIZE, (0.5,) * 3, (0.5,) * 3), tmp_path / "split.csv", cache=False
+    )
+    datamodule.datasets["train"] = list(range(8))
+    # Two nodes of two processes: each node's 16 cores feed its own two processes.
+    datamodule.trainer = SimpleNamespace(world_size=4, num_devices=2)
+    assert datamodule.train_dataloader().num_workers == 16 // 2 - 1
+    assert datamodule.train_dataloader().batch_size == 32 // 4
+
+
 def test_a_file_broken_or_gone_after_indexing_is_left_out_not_fatal(tmp_path: Path):
     root = tmp_path / "collection"
     names = _write_images(root)

@@ -170,3 +170,23 @@ def test_near_duplicates_never_straddle_the_split(tmp_path: Path):
 
     assert straddling(group_duplicates=False) > 0  # the test can fail
     assert straddling(group_duplicates=True) == 0
+
+
+def test_one_file_written_three_ways_in_the_table_is_one_sample(tmp_path: Path):
+    image(tmp_path / "scans" / "a.jpg")
+    image(tmp_path / "b.jpg")
+    write_table(
+        tmp_path,
+        [
+            {"path": "./scans/a.jpg", "artwork_type": "coins", "material": "gold"},
+            {"path": "scans\\a.jpg", "artwork_type": "coins", "material": "gold"},
+            {"path": " scans//a.jpg ", "artwork_type": "coins", "material": "gold"},
+            {"path": "./b.jpg", "artwork_type": "coins", "material": "silver"},
+        ],
+    )
+    samples, skipped = index_collection(tmp_path, "annotations", MATERIAL)
+    assert sorted((s.path, s.label) for s in samples) == [
+        ("b.jpg", "silver"),
+        ("scans/a.jpg", "gold"),
+    ]
+    assert skipped == []

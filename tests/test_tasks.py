@@ -70,3 +70,13 @@ def test_invalid_task_descriptions_are_refused(spec: dict, message: str):
 def test_slug_is_safe_for_paths_and_wandb_names():
     assert slugify("coins/material") == "coins-material"
     assert slugify("manuscripts/text&figure") == "manuscripts-text-figure"
+
+
+def test_the_data_folder_moves_with_significance_data_dir(compose_train, monkeypatch, tmp_path):
+    monkeypatch.setenv("SIGNIFICANCE_DATA_DIR", str(tmp_path / "scratch"))
+    cfg = compose_train(fast=False)
+    assert cfg.data.cache_dir == str(tmp_path / "scratch" / "cache")
+    assert cfg.data.cache_file == str(tmp_path / "scratch" / "cache" / "image_facts.sqlite")
+    assert cfg.data.demo_dir == str(tmp_path / "scratch" / "demo")
+    monkeypatch.delenv("SIGNIFICANCE_DATA_DIR")
+    assert compose_train(fast=False).data.cache_dir.endswith("/data/cache")

@@ -11,7 +11,9 @@ from conftest import FAST, TASK_IDS, assert_ok, run_script
 from crafted_images import CRAFTED, make_crafted
 from PIL import Image
 
+from significance.data import scan
 from significance.data.collection import Sample, read_labels
+from significance.data.datamodule import ArtworkDataModule
 from significance.data.split import read_split, split_stratified
 from significance.evaluation import evaluate_checkpoint
 from significance.models.module import CheckpointError, load_classifier
@@ -63,16 +65,23 @@ def _column(path: Path, name: str) -> list[str]:
 
 
 def test_evaluate_on_another_collection_uses_all_its_labelled_images(
-    compose_train, tmp_path, demo_dir
+    compose_train, tmp_path, demo_dir, monkeypatch
 ):
     result = train(compose_train("task=coins/material"))
+    facts = tmp_path / "facts.sqlite"
     metrics = evaluate_checkpoint(
-        result["checkpoint"], tmp_path / "other", data={"root": str(demo_dir)}
+        result["checkpoint"], tmp_path / "other", data={"root": str(demo_dir)}, cache_file=facts
     )
     coins_with_material = 150
     assert sum(metrics[f"test/support/{c}"] for c in ("gold", "silver", "other")) == (
         coins_with_material
     )
+    # A second evaluation of the collection reads the facts of its files, scanning none.
+    monkeypatch.setattr(scan, "scan_file", lambda path: pytest.fail(f"scanned {path}"))
+    again = evaluate_checkpoint(
+        result["checkpoint"], tmp_path / "again", data={"root": str(demo_dir)}, cache_file=facts
+    )
+    assert again["test/acc"] == metrics["test/acc"]
 
 
 def test_a_truncated_or_foreign_checkpoint_gets_a_message(tmp_path: Path):
@@ -115,9 +124,15 @@ def test_train_then_evaluate_through_the_entry_scripts_gives_equal_metrics(tmp_p
 
 @pytest.mark.parametrize(
     "override, message",
-    [("optimizer.lr=-1", "optimizer.lr must be > 0"), ("data.batch_size=0", "batch_size")],
+    [
+        ("optimizer.lr=-1", "optimizer.lr must be > 0"),
+        ("data.batch_size=0", "batch_size"),
+        ("trainer.num_nodes=3", "must divide evenly over trainer.devices x num_nodes = 3"),
+    ],
 )
-def test_bad_settings_fail_before_training(compose_train, override: str, message: str):
+def test_bad_settings_fail_before_training(compose_train, override: str, message: str, monkeypatch):
+    # Before the collection is even read.
+    monkeypatch.setattr(ArtworkDataModule, "prepare_data", lambda self: pytest.fail("read"))
     with pytest.raises(ValueError, match=message):
         train(compose_train(override))
 

@@ -29,13 +29,15 @@ def evaluate_checkpoint(
     num_workers: int | str = "auto",
     accelerator: str = "auto",
     cache_dir: str | Path | None = None,
+    cache_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Test `ckpt` on a single device, write `metrics.json` into `output_dir`, return the metrics.
 
     Without `data.root`, the images are the test split that the training run wrote down
     (`split_file`, by default the one its checkpoint names). With `data.root`, every labelled
     image of that collection for the checkpoint's task is used instead. With `cache_dir`,
-    decoded images are read from (and added to) the image cache there.
+    decoded images are read from (and added to) the image cache there; with `cache_file`, the
+    facts of scanned files (see `index_collection`).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,11 @@ def evaluate_checkpoint(
         data_config = {"layout": "annotations", "annotations_file": "annotations.csv", **other}
         split_file = output_dir / "split.csv"
         samples, skipped = index_collection(
-            data_config["root"], data_config["layout"], model.task, data_config["annotations_file"]
+            data_config["root"],
+            data_config["layout"],
+            model.task,
+            data_config["annotations_file"],
+            cache_file,
         )
         write_split(split_file, samples, dict.fromkeys((s.path for s in samples), "test"))
         write_skipped(output_dir / "skipped.csv", skipped)

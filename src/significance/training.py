@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from significance.config import to_plain
-from significance.data.datamodule import ArtworkDataModule
+from significance.data.datamodule import ArtworkDataModule, check_global_batch
 from significance.evaluation import evaluate_checkpoint, write_json
 from significance.memory import keep_freed_memory
 from significance.models.build import preprocessing_for
@@ -144,6 +144,12 @@ def validate_training_config(cfg: DictConfig) -> None:
         problems.append(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if not 0 < cfg.data.val_fraction < 1:
         problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
+    devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
+    if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) and nodes > 0:
+        try:  # here, before the collection is scanned; the DataModule checks it again
+            check_global_batch(cfg.data.batch_size, devices * nodes)
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
         raise ConfigurationError("; ".join(problems))
 

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import DictConfig
 
 from significance.config import config_dirs
-from significance.data.collection import LAYOUTS, CollectionError, read_labels
+from significance.data.collection import LAYOUTS, CollectionError, read_labels, table_path
 from significance.data.demo import ensure_demo_collection
 from significance.data.images import IMAGE_SUFFIXES, pixel_limit
 from significance.data.scan import ImageFacts, duplicate_groups, scan_files
@@ -338,7 +338,7 @@ def _table_paths(table: Path) -> list[str]:
     if not table.is_file():
         return []
     with table.open(newline="", encoding="utf-8-sig") as handle:
-        return [row["path"].strip() for row in csv.DictReader(handle) if row.get("path")]
+        return [table_path(row["path"]) for row in csv.DictReader(handle) if row.get("path")]
 
 
 def _files_on_disk(root: Path, table: str | None) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +22,17 @@ from significance.tasks import ARTWORK_TYPE_FIELD, Task
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("annotations", "folders")
+
+
+def table_path(raw: str) -> str:
+    """A `path` cell of the annotations table in the one form the index uses.
+
+    Tables typed by hand or exported on Windows write `./a.jpg`, `scans\\a.jpg` or
+    `scans//a.jpg` for the file `scans/a.jpg`; all of them name one image, so all of them
+    must become one sample (else one photograph could land in train and test at once).
+    """
+    text = raw.strip().replace("\\", "/")
+    return posixpath.normpath(text) if text else text
 
 
 class CollectionError(Exception):
@@ -173,7 +185,7 @@ def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
             if label not in task.classes:
                 unknown.setdefault(label, []).append(line)
                 continue
-            path = row["path"].strip()
+            path = table_path(row["path"])
             lines_of.setdefault(path, {}).setdefault(label, []).append(line)
             if len(lines_of[path]) == 1 and len(lines_of[path][label]) == 1:
                 group = (row.get("object_id") or "").strip() or path

@@ -200,12 +200,10 @@ class ArtworkDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world_size:
-            raise ValueError(
-                f"data.batch_size={self.batch_size} is the global batch and must divide "
-                f"evenly over trainer.devices x num_nodes = {world_size}"
-            )
-        workers = resolve_num_workers(self.num_workers, world_size, cached=self.cache)
+        check_global_batch(self.batch_size, world_size)
+        # Cores are a node's: they are shared by the processes of this node, not of the world.
+        local_processes = self.trainer.num_devices if self.trainer is not None else 1
+        workers = resolve_num_workers(self.num_workers, local_processes, cached=self.cache)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size // world_size,
@@ -234,8 +232,17 @@ class ArtworkDataModule(L.LightningDataModule):
         return normalize(images, self.preprocessing), targets
 
 
+def check_global_batch(batch_size: int, world_size: int) -> None:
+    """Refuse a global batch that the processes cannot share evenly."""
+    if batch_size % world_size:
+        raise ValueError(
+            f"data.batch_size={batch_size} is the global batch and must divide "
+            f"evenly over trainer.devices x num_nodes = {world_size}"
+        )
+
+
 def resolve_num_workers(num_workers: int | str, processes: int, cached: bool = False) -> int:
-    """`auto`: the CPU cores left per training process after the process itself, at most 8.
+    """`auto`: the CPU cores left per training process of this node after it, at most 8.
 
     From the image cache, a sample is a copy out of a memory map: a worker pays off only with
     two cores to spare (on 2 cores, 0 workers ran the pipeline 1.4x and evaluation 4x faster

@@ -42,19 +42,21 @@ def evaluate_pipeline(
     batch_size: int = 64,
     num_workers: int | str = "auto",
     device: str = "auto",
+    cache_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Stage-1 accuracy, per-field accuracy with the true type and end to end, error sources.
 
     The images are every image of the collection with an artwork type, less those in the
     training or validation split of any model of the pipeline (when the collection is the one
-    it trained on). Writes `pipeline_metrics.json` and `pipeline_report.md` into `output_dir`.
+    it trained on); `cache_file` holds the facts of scanned files. Writes
+    `pipeline_metrics.json` and `pipeline_report.md` into `output_dir`.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pipeline = load_pipeline(spec, device)
     collection = collection_of(pipeline, data)
     root = Path(collection["root"])
-    labels = collection_labels(pipeline, collection)
+    labels = collection_labels(pipeline, collection, cache_file)
     excluded = trained_on(pipeline, root)
     paths = sorted(path for path in labels if path not in excluded)
     if not paths:
@@ -142,12 +144,21 @@ def collection_of(pipeline: Pipeline, data: dict[str, Any] | None) -> dict[str, 
     return collection
 
 
-def collection_labels(pipeline: Pipeline, collection: dict[str, Any]) -> dict[str, dict]:
-    """`{path: {task id: label}}` of every image with an artwork type, from one table."""
+def collection_labels(
+    pipeline: Pipeline, collection: dict[str, Any], cache_file: str | Path | None = None
+) -> dict[str, dict]:
+    """`{path: {task id: label}}` of every image with an artwork type, from one table.
+
+    Each model's task indexes the collection; `cache_file` makes that one scan, not one a model.
+    """
     labels: dict[str, dict[str, str]] = {}
     for task_id, model in pipeline.models().items():
         samples, _ = index_collection(
-            collection["root"], "annotations", model.task, collection["annotations_file"]
+            collection["root"],
+            "annotations",
+            model.task,
+            collection["annotations_file"],
+            cache_file,
         )
         for sample in samples:
             if model.task.stage == 1 or sample.path in labels:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from significance.data.collection import table_path
 from significance.data.images import IMAGE_SUFFIXES
 from significance.pipeline.inference import (
     decode_size,
@@ -58,7 +59,7 @@ def list_inputs(source: str | Path | Sequence[str | Path]) -> list[str]:
             rows = list(csv.reader(handle))
         column = rows[0].index("path") if rows and "path" in rows[0] else 0
         body = rows[1:] if rows and "path" in rows[0] else rows
-        return [str(source.parent / row[column].strip()) for row in body if row]
+        return [str(source.parent / table_path(row[column])) for row in body if row]
     if source.is_file():
         return [str(source)]
     raise FileNotFoundError(f"input {source} is neither an image, a folder nor a CSV of paths")
