@@ -49,8 +49,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     keep_freed_memory()
     output_dir = Path(cfg.paths.output_dir)
     task = Task.from_config(cfg.task)
+    check_environment(cfg, output_dir)  # first: a machine without the devices says so
     validate_training_config(cfg)
-    check_environment(cfg, output_dir)
     warn_if_bf16_emulated(cfg.trainer.precision, cfg.trainer.accelerator)
     resume_from = checkpoint_to_resume(cfg.get("resume", "auto"), output_dir)
     if resume_from is not None:

@@ -11,8 +11,6 @@ and the sweep exits non-zero at the end if any job failed.
 # No `from __future__ import annotations`: Hydra execs plugin modules outside sys.modules,
 # where dataclasses cannot resolve string annotations.
 
-import csv
-import json
 import logging
 import os
 import subprocess
@@ -23,40 +21,25 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-from significance.processes import (
-    FINISHED_STATUSES,
-    RESULT_FILE,
-    SUMMARY_FILE,
-    SweepJobFailed,
-    end_process_group,
-    start_process_group,
-    stop_process_group,
+from hydra_plugins.significance_launcher.sweep_record import (
+    SweepJob,
+    compose_job,
+    finish_sweep,
+    job_return,
+    quote,
+    summary_row,
+    with_group,
+    write_summary,
 )
+from significance.processes import end_process_group, start_process_group, stop_process_group
 from significance.resume import finished_result
 
 log = logging.getLogger(__name__)
-
-SUMMARY_COLUMNS = (
-    "job",
-    "task",
-    "seed",
-    "status",
-    "best_val_acc",
-    "test_acc",
-    "test_acc_macro",
-    "test_f1_macro",
-    "checkpoint",
-    "wall_time_s",
-    "exit_code",
-    "job_dir",
-    "overrides",
-)
 
 
 @dataclass
@@ -78,14 +61,11 @@ ConfigStore.instance().store(
 
 @dataclass
 class _Job:
-    index: int
-    overrides: list[str]
-    job_dir: Path
-    config: DictConfig | None
-    process: subprocess.Popen | None
+    """A running job: its process, when it started, the devices it was given."""
+
+    job: SweepJob
+    process: subprocess.Popen
     started: float
-    error: str = ""
-    skipped: bool = False  # finished in an earlier run of this sweep (its result.json says ok)
     cuda_devices: str | None = None
 
 
@@ -119,41 +99,39 @@ class SubprocessLauncher(Launcher):
         )
         pending = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         running: list[_Job] = []
-        finished: dict[int, tuple[_Job, dict[str, Any]]] = {}
+        finished: dict[int, tuple[SweepJob, dict[str, Any]]] = {}
+
+        def record(job: SweepJob, row: dict[str, Any]) -> None:
+            finished[job.index] = (job, row)
+            write_summary(sweep_dir, [row for _, row in finished.values()])
+
         try:
             while pending or running:
                 while pending and len(running) < self.max_parallel:
-                    job = self._start(*pending.pop(0), sweep_dir, self._free_devices(running))
-                    if job.process is None:
-                        finished[job.index] = (job, self._row(job, None))
-                        self._write_summary(sweep_dir, finished)
+                    job = compose_job(self.hydra_context, self.config, *pending.pop(0))
+                    if job.config is None:
+                        record(job, summary_row(job, "failed"))
+                    elif job.finished_before:  # resume=false retrains even a finished job
+                        log.info("#%d finished in an earlier run of this sweep: skipped", job.index)
+                        record(job, summary_row(job, "skipped"))
                     else:
-                        running.append(job)
+                        running.append(self._start(job, sweep_dir, self._free_devices(running)))
                 time.sleep(0.2)
-                for job in [j for j in running if j.process.poll() is not None]:
-                    end_process_group(job.process)  # any rank left behind by a dead rank 0
-                    running.remove(job)
-                    finished[job.index] = (job, self._row(job, job.process.returncode))
-                    self._write_summary(sweep_dir, finished)
+                for done in [j for j in running if j.process.poll() is not None]:
+                    end_process_group(done.process)  # any rank left behind by a dead rank 0
+                    running.remove(done)
+                    code = done.process.returncode
+                    result = finished_result(done.job.job_dir)
+                    status = "ok" if code == 0 and result is not None else "failed"
+                    wall_time = round(time.time() - done.started, 1)
+                    record(done.job, summary_row(done.job, status, wall_time, code))
         except BaseException:  # Ctrl-C: the jobs are in their own process groups
             for job in running:
                 stop_process_group(job.process)
             raise
-        returns = [self._job_return(*finished[index], sweep_dir) for index in sorted(finished)]
-        failed = [r for r in returns if r.status == JobStatus.FAILED]
-        log.info(
-            "Sweep finished: %d ok, %d failed; summary in %s",
-            len(returns) - len(failed),
-            len(failed),
-            sweep_dir / SUMMARY_FILE,
-        )
-        try:  # imported here: Hydra imports every plugin at start, this pulls in torch
-            from significance.reporting.sweep import write_sweep_report
-
-            write_sweep_report(sweep_dir)
-        except Exception:  # the jobs' results stand; `python report.py sweep_dir=...` retries
-            log.exception("Could not write the sweep's results.md")
-        return returns
+        rows = [finished[index][1] for index in sorted(finished)]
+        finish_sweep(sweep_dir, rows)
+        return [job_return(*finished[index], sweep_dir) for index in sorted(finished)]
 
     def _free_devices(self, running: list[_Job]) -> str | None:
         """The `cuda_devices` entry with the fewest running jobs (the first among equals)."""
@@ -164,54 +142,25 @@ class SubprocessLauncher(Launcher):
             load[job.cuda_devices] = load.get(job.cuda_devices, 0) + 1
         return min(self.cuda_devices, key=lambda slot: load[slot])
 
-    def _start(
-        self, index: int, overrides: list[str], sweep_dir: Path, cuda_devices: str | None = None
-    ) -> _Job:
-        """Compose the job's config to find its folder, then start its process."""
-        log.info("#%d : %s", index, " ".join(filter_overrides(overrides)))
-        try:
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-            with open_dict(config):
-                config.hydra.job.id = index
-                config.hydra.job.num = index
-            HydraConfig.instance().set_config(config)
-            job_dir = sweep_dir / str(OmegaConf.select(config, "hydra.sweep.subdir"))
-        except Exception as error:  # a bad override fails this job alone
-            log.error("#%d cannot be composed: %s", index, error)
-            return _Job(
-                index,
-                overrides,
-                sweep_dir / f"{index}_failed",
-                None,
-                None,
-                time.time(),
-                error=f"{type(error).__name__}: {error}",
-            )
-        # resume=false retrains even a finished job; otherwise its results stand.
-        if finished_result(job_dir) is not None and OmegaConf.select(config, "resume") is not False:
-            log.info("#%d finished in an earlier run of this sweep: skipped", index)
-            return _Job(index, overrides, job_dir, config, None, time.time(), skipped=True)
-        job_dir.mkdir(parents=True, exist_ok=True)
+    def _start(self, job: SweepJob, sweep_dir: Path, cuda_devices: str | None = None) -> _Job:
+        """Start the job's process: `<this script> <its overrides> hydra.run.dir=<its folder>`."""
+        job.job_dir.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable,
             sys.argv[0],
             *self._config_arguments(),
-            *overrides,
-            f"hydra.run.dir={_quote(job_dir)}",
+            *with_group(job.overrides, sweep_dir),
+            f"hydra.run.dir={quote(job.job_dir)}",
         ]
-        if not any(o.split("=", 1)[0].lstrip("+~") == "group" for o in overrides):
-            command.append(f"group={_quote(sweep_dir.name)}")
-        output = None if self.max_parallel == 1 else (job_dir / "job.log").open("ab")
+        output = None if self.max_parallel == 1 else (job.job_dir / "job.log").open("ab")
         environment = None
         if cuda_devices is not None:
-            log.info("#%d on CUDA_VISIBLE_DEVICES=%s", index, cuda_devices)
+            log.info("#%d on CUDA_VISIBLE_DEVICES=%s", job.index, cuda_devices)
             environment = {**os.environ, "CUDA_VISIBLE_DEVICES": cuda_devices}
         process = start_process_group(command, output, environment)
         if output is not None:
             output.close()
-        return _Job(
-            index, overrides, job_dir, config, process, time.time(), cuda_devices=cuda_devices
-        )
+        return _Job(job, process, time.time(), cuda_devices=cuda_devices)
 
     def _config_arguments(self) -> list[str]:
         """`--config-name` and any `--config-dir` this sweep was started with."""
@@ -221,60 +170,3 @@ class SubprocessLauncher(Launcher):
             if source.provider == "command-line" and source.schema == "file":
                 arguments.append(f"--config-dir={source.path}")
         return arguments
-
-    def _row(self, job: _Job, exit_code: int | None) -> dict[str, Any]:
-        """The job's line of `summary.csv`."""
-        result_file = job.job_dir / RESULT_FILE
-        result = json.loads(result_file.read_text()) if result_file.is_file() else {}
-        ok = job.skipped or (exit_code == 0 and result.get("status") == "ok")
-        task = OmegaConf.select(job.config, "task.id") if job.config is not None else None
-        seed = OmegaConf.select(job.config, "seed") if job.config is not None else None
-        row = {column: result.get(column, "") for column in SUMMARY_COLUMNS}
-        elapsed = time.time() - job.started
-        row.update(
-            job=job.index,
-            task=task or "",
-            seed="" if seed is None else seed,
-            status="skipped" if job.skipped else "ok" if ok else "failed",
-            exit_code="" if exit_code is None else exit_code,
-            wall_time_s=result.get("wall_time_s", "") if job.skipped else round(elapsed, 1),
-            job_dir=str(job.job_dir),
-            overrides=" ".join(job.overrides),
-        )
-        if not ok:
-            reason = job.error or f"exit code {exit_code}"
-            log.error(
-                "#%d (%s) failed: %s; its log is in %s", job.index, row["task"], reason, job.job_dir
-            )
-        return row
-
-    def _write_summary(self, sweep_dir: Path, finished: dict[int, tuple[_Job, dict]]) -> None:
-        """Rewrite `summary.csv` atomically with every job finished so far."""
-        path = sweep_dir / SUMMARY_FILE
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(finished[index][1] for index in sorted(finished))
-        os.replace(temporary, path)
-
-    def _job_return(self, job: _Job, row: dict[str, Any], sweep_dir: Path) -> JobReturn:
-        """Hydra's record of the job; a failed one raises when the sweeper reads its value."""
-        job_return = JobReturn(overrides=job.overrides, working_dir=str(job.job_dir))
-        job_return.cfg = job.config
-        if row["status"] in FINISHED_STATUSES:
-            job_return.status = JobStatus.COMPLETED
-            job_return.return_value = row
-        else:
-            job_return.status = JobStatus.FAILED
-            job_return.return_value = SweepJobFailed(
-                f"sweep job #{job.index} ({row['task'] or ' '.join(job.overrides)}) failed "
-                f"({job.error or 'exit code ' + str(row['exit_code'])}); "
-                f"see {job.job_dir} and {sweep_dir / SUMMARY_FILE}"
-            )
-        return job_return
-
-
-def _quote(path: Path | str) -> str:
-    """A value quoted for Hydra's override grammar (paths may hold `:`, `=`, spaces)."""
-    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,181 @@
+"""What every launcher of ours does around a sweep's jobs, whatever runs them.
+
+A job's folder is found by composing its config; a job whose folder holds a finished
+`result.json` is skipped on a rerun; every job joins the wandb group of its sweep; each job
+ends as a row of `summary.csv`; and the sweep's `results.md` is written once all have ended.
+"""
+
+# No `from __future__ import annotations`: Hydra execs plugin modules outside sys.modules.
+# Light imports only: Hydra imports every plugin module at start; torch waits for the end.
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from significance.processes import FINISHED_STATUSES, RESULT_FILE, SUMMARY_FILE, SweepJobFailed
+from significance.resume import finished_result
+
+log = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = (
+    "job",
+    "task",
+    "seed",
+    "status",
+    "best_val_acc",
+    "test_acc",
+    "test_acc_macro",
+    "test_f1_macro",
+    "checkpoint",
+    "wall_time_s",
+    "exit_code",
+    "job_dir",
+    "overrides",
+)
+
+
+@dataclass
+class SweepJob:
+    """One job of a sweep: its number, overrides, composed config and folder."""
+
+    index: int
+    overrides: list[str]
+    job_dir: Path
+    config: Optional[DictConfig]  # noqa: UP045  None when the overrides do not compose
+    error: str = ""
+
+    @property
+    def finished_before(self) -> bool:
+        """Its folder holds a finished result and `resume` does not ask to train it again."""
+        if self.config is None or OmegaConf.select(self.config, "resume") is False:
+            return False
+        return finished_result(self.job_dir) is not None
+
+
+def compose_job(
+    hydra_context: HydraContext, sweep_config: DictConfig, index: int, overrides: Sequence[str]
+) -> SweepJob:
+    """The job's config and folder, as the job itself will compose them."""
+    sweep_dir = Path(str(sweep_config.hydra.sweep.dir)).resolve()
+    log.info("#%d : %s", index, " ".join(filter_overrides(overrides)))
+    try:
+        config = hydra_context.config_loader.load_sweep_config(sweep_config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = index
+            config.hydra.job.num = index
+        HydraConfig.instance().set_config(config)
+        job_dir = sweep_dir / str(OmegaConf.select(config, "hydra.sweep.subdir"))
+    except Exception as error:  # a bad override fails this job alone
+        log.error("#%d cannot be composed: %s", index, error)
+        return SweepJob(
+            index, list(overrides), sweep_dir / f"{index}_failed", None, _describe(error)
+        )
+    return SweepJob(index, list(overrides), job_dir, config)
+
+
+def with_group(overrides: Sequence[str], sweep_dir: Path) -> list[str]:
+    """The overrides, with the sweep folder's name as the wandb group unless one is given."""
+    if any(o.split("=", 1)[0].lstrip("+~") == "group" for o in overrides):
+        return list(overrides)
+    return [*overrides, f"group={quote(sweep_dir.name)}"]
+
+
+def summary_row(
+    job: SweepJob,
+    status: str,
+    wall_time_s: float | str = "",
+    exit_code: int | str = "",
+) -> dict[str, Any]:
+    """The job's line of `summary.csv`: `status` is ok, skipped or failed."""
+    result_file = job.job_dir / RESULT_FILE
+    try:
+        result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    except ValueError:
+        result = {}
+    row = {column: result.get(column, "") for column in SUMMARY_COLUMNS}
+    config = job.config
+    seed = OmegaConf.select(config, "seed") if config is not None else None
+    if status == "skipped" or wall_time_s == "":
+        wall_time_s = result.get("wall_time_s", "")
+    row.update(
+        job=job.index,
+        task=(OmegaConf.select(config, "task.id") if config is not None else None) or "",
+        seed="" if seed is None else seed,
+        status=status,
+        exit_code=exit_code,
+        wall_time_s=wall_time_s,
+        job_dir=str(job.job_dir),
+        overrides=" ".join(job.overrides),
+    )
+    if status not in FINISHED_STATUSES:
+        reason = job.error or (f"exit code {exit_code}" if exit_code != "" else "see its log")
+        log.error(
+            "#%d (%s) failed: %s; its log is in %s", job.index, row["task"], reason, job.job_dir
+        )
+    return row
+
+
+def write_summary(sweep_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Rewrite `summary.csv` atomically with the given rows, in job order."""
+    path = sweep_dir / SUMMARY_FILE
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda row: row["job"]))
+    os.replace(temporary, path)
+
+
+def job_return(job: SweepJob, row: dict[str, Any], sweep_dir: Path) -> JobReturn:
+    """Hydra's record of a job; a failed one raises when the sweeper reads its value."""
+    record = JobReturn(overrides=job.overrides, working_dir=str(job.job_dir))
+    record.cfg = job.config
+    if row["status"] in FINISHED_STATUSES:
+        record.status = JobStatus.COMPLETED
+        record.return_value = row
+    else:
+        record.status = JobStatus.FAILED
+        reason = job.error or (
+            f"exit code {row['exit_code']}" if row["exit_code"] != "" else "see its log"
+        )
+        record.return_value = SweepJobFailed(
+            f"sweep job #{job.index} ({row['task'] or ' '.join(job.overrides)}) failed "
+            f"({reason}); see {job.job_dir} and {sweep_dir / SUMMARY_FILE}"
+        )
+    return record
+
+
+def finish_sweep(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Log the tally and write the sweep's `results.md` (its jobs' results stand regardless)."""
+    failed = sum(row["status"] not in FINISHED_STATUSES for row in rows)
+    log.info(
+        "Sweep finished: %d ok, %d failed; summary in %s",
+        len(rows) - failed,
+        failed,
+        sweep_dir / SUMMARY_FILE,
+    )
+    try:  # imported here: Hydra imports every plugin at start, this pulls in torch
+        from significance.reporting.sweep import write_sweep_report
+
+        write_sweep_report(sweep_dir)
+    except Exception:  # `python report.py sweep_dir=...` retries
+        log.exception("Could not write the sweep's results.md")
+
+
+def quote(value: Path | str) -> str:
+    """A value quoted for Hydra's override grammar (paths may hold `:`, `=`, spaces)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
