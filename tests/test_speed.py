@@ -1,6 +1,10 @@
-"""Speed options that depend on the machine."""
+"""Speed options: what depends on the machine, and the options of a training run."""
+
+import torch
 
 from significance import speed
+from significance.models.module import load_classifier
+from significance.training import train
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, caplog):
@@ -10,3 +14,22 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, ca
     monkeypatch.setattr(speed, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert not speed.warn_if_bf16_emulated("bf16-mixed", "cpu")
     assert not speed.warn_if_bf16_emulated("32-true", "cpu")
+
+
+def test_channels_last_and_compile_train_and_their_checkpoint_loads(compose_train, monkeypatch):
+    calls = []
+    real_compile = torch.compile
+
+    def spy(model, **arguments):
+        calls.append(arguments)
+        return real_compile(model, backend="eager")  # inductor would compile C++ for minutes
+
+    monkeypatch.setattr(torch, "compile", spy)
+    cfg = compose_train("task=coins/period", "channels_last=true", "compile={mode: default}")
+    result = train(cfg)
+    assert result["status"] == "ok" and calls == [{"mode": "default"}]
+    model = load_classifier(result["checkpoint"])
+    assert model.hparams.channels_last
+    convolution = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert convolution.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not convolution.weight.is_contiguous()

@@ -76,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         },
         seed=int(cfg.seed),
         split_file=str(split_file.resolve()),
+        channels_last=bool(cfg.get("channels_last", False)),
     )
     loggers = make_loggers(to_plain(cfg.logger.wandb), output_dir, to_plain(cfg))
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
@@ -88,7 +89,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plugins=[AtomicCheckpointIO()],
     )
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        trainer.fit(
+            compiled(model, cfg.get("compile")), datamodule=datamodule, ckpt_path=resume_from
+        )
         # The first ModelCheckpoint of conf/callbacks is the one that monitors val/acc.
         best = trainer.checkpoint_callback.best_model_path
         best_val = trainer.checkpoint_callback.best_model_score
@@ -133,6 +136,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except BaseException:
         finish_wandb(1)
         raise
+
+
+def compiled(model: ArtworkClassifier, options: Any) -> ArtworkClassifier:
+    """The model with its network compiled in place when asked (true, or torch.compile's args).
+
+    The network alone: compiling the whole LightningModule traces its steps' metric updates
+    too, which torchmetrics does not survive; in place, the checkpoint's keys stay the same.
+    """
+    if options:
+        arguments = {} if isinstance(options, bool) else to_plain(options)
+        log.info("Compiling the network with torch.compile(%s)", arguments or "")
+        model.net.compile(**arguments)
+    return model
 
 
 def validate_training_config(cfg: DictConfig) -> None:

@@ -54,6 +54,7 @@ class ArtworkClassifier(L.LightningModule):
         data: dict[str, Any] | None = None,
         seed: int = 0,
         split_file: str | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -66,6 +67,9 @@ class ArtworkClassifier(L.LightningModule):
             bool(model.get("pretrained")),
             model.get("weights", "DEFAULT"),
         )
+        # Module.to(device) keeps each tensor's layout: NHWC set here stays on the GPU.
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = self.net.to(memory_format=self.memory_format)
         self.criterion = nn.CrossEntropyLoss()
         self.train_metrics = summary_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = summary_metrics(num_classes).clone(prefix="val/")
@@ -82,7 +86,7 @@ class ArtworkClassifier(L.LightningModule):
         self.test_results: dict[str, Any] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+        return self.net(images.contiguous(memory_format=self.memory_format))
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = batch
