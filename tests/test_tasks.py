@@ -80,3 +80,22 @@ def test_the_data_folder_moves_with_significance_data_dir(compose_train, monkeyp
     assert cfg.data.demo_dir == str(tmp_path / "scratch" / "demo")
     monkeypatch.delenv("SIGNIFICANCE_DATA_DIR")
     assert compose_train(fast=False).data.cache_dir.endswith("/data/cache")
+
+
+def test_the_study_scale_experiment_sweeps_every_task_on_a_study_sized_collection(
+    compose_train,
+):
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from significance.data.demo import DEMO_SCALES, demo_spec
+
+    cfg = compose_train("experiment=study_scale", fast=False)
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.data.demo_scale == "study" and cfg.data.demo_dir.endswith("/study")
+    assert OmegaConf.select(cfg, "hydra.sweeper.params.task").split(",") == TASK_IDS
+    study = DEMO_SCALES["study"]
+    # FACTS.md: images per artwork type in the study.
+    assert (study.coins, study.frescoes, study.icons, study.manuscripts) == (2514, 718, 1678, 366)
+    with pytest.raises(ValueError, match="data.demo_scale must be one of"):
+        demo_spec("huge")

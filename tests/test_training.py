@@ -122,6 +122,22 @@ def test_train_then_evaluate_through_the_entry_scripts_gives_equal_metrics(tmp_p
         )
 
 
+def test_a_run_logging_to_csv_needs_no_wandb_installed(tmp_path, demo_dir):
+    fake = tmp_path / "site" / "wandb"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('wandb is not installed here')\n")
+    process = run_script(
+        "train.py",
+        "task=icons/location",
+        *FAST,
+        f"data.demo_dir={demo_dir}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"PYTHONPATH": str(fake.parent)},
+    )
+    assert_ok(process)
+    assert (tmp_path / "run" / "result.json").is_file()
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

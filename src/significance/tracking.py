@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -102,7 +103,7 @@ def make_loggers(
 
 def finish_wandb(exit_code: int = 0) -> None:
     """End this process's wandb run, if any, so the next job gets a run of its own."""
-    import wandb
-
-    if wandb.run is not None:
+    # Never imported: no run to end (and a CSV-only run needs no wandb installed).
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
         wandb.finish(exit_code=exit_code)

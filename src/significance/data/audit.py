@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from significance.config import config_dirs
 from significance.data.collection import LAYOUTS, CollectionError, read_labels, table_path
-from significance.data.demo import ensure_demo_collection
+from significance.data.demo import demo_spec, ensure_demo_collection
 from significance.data.images import IMAGE_SUFFIXES, pixel_limit
 from significance.data.scan import ImageFacts, duplicate_groups, scan_files
 from significance.data.split import minimum_class_size, read_split
@@ -373,7 +373,8 @@ def run_audit(cfg: DictConfig) -> int:
     collection cannot be audited at all (no such folder, no tasks), else 0.
     """
     data = cfg.data
-    root = Path(data.root) if data.root else ensure_demo_collection(data.demo_dir)
+    spec = demo_spec(data.get("demo_scale", "demo"))
+    root = Path(data.root) if data.root else ensure_demo_collection(data.demo_dir, spec=spec)
     try:
         report = audit_collection(
             root,

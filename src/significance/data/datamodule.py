@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from significance.data.cache import ImageCache, open_image_cache
 from significance.data.collection import Sample, SkippedFile, index_collection
-from significance.data.demo import ensure_demo_collection
+from significance.data.demo import demo_spec, ensure_demo_collection
 from significance.data.images import UnreadableImageError, load_image
 from significance.data.split import read_split, split_stratified, write_split
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
@@ -97,6 +97,7 @@ class ArtworkDataModule(L.LightningDataModule):
         layout: str = "annotations",
         annotations_file: str = "annotations.csv",
         demo_dir: str | Path = "data/demo",
+        demo_scale: str = "demo",
         batch_size: int = 32,
         num_workers: int | str = "auto",
         test_fraction: float = 0.2,
@@ -115,6 +116,7 @@ class ArtworkDataModule(L.LightningDataModule):
         self.split_file = Path(split_file)
         self.root = Path(root) if root is not None else Path(demo_dir)
         self.uses_demo = root is None
+        self.demo_spec = demo_spec(demo_scale)
         self.layout = layout
         self.annotations_file = annotations_file
         self.batch_size = batch_size
@@ -136,7 +138,7 @@ class ArtworkDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """On one process: generate the demo collection if needed, split once, write it down."""
         if self.uses_demo:
-            ensure_demo_collection(self.root)
+            ensure_demo_collection(self.root, spec=self.demo_spec)
         if self.split_file.is_file():
             log.info("Reusing the split in %s", self.split_file)
         else:

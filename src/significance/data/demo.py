@@ -49,6 +49,22 @@ class DemoSpec:
     second_photo_share: float = 0.1
 
 
+# The collections the generator makes: `demo` trains in minutes on a laptop; `study` has the
+# original study's images per artwork type (FACTS.md: 2514 coins, 718 frescoes, 1678 icons,
+# 366 manuscripts, 718 others), to time a whole sweep at the study's size.
+DEMO_SCALES = {
+    "demo": DemoSpec(),
+    "study": DemoSpec(coins=2514, frescoes=718, icons=1678, manuscripts=366, others=718),
+}
+
+
+def demo_spec(scale: str) -> DemoSpec:
+    """The generator's spec of a named scale (`data.demo_scale`)."""
+    if scale not in DEMO_SCALES:
+        raise ValueError(f"data.demo_scale must be one of {sorted(DEMO_SCALES)}, got {scale!r}")
+    return DEMO_SCALES[scale]
+
+
 def ensure_demo_collection(root: str | Path, seed: int = 0, spec: DemoSpec | None = None) -> Path:
     """Generate the demo collection into `root` unless an identical one is already there."""
     root = Path(root)
