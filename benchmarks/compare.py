@@ -74,7 +74,8 @@ def measure_original(phase: str, args: argparse.Namespace, device: torch.device)
     from significance.models.build import build_classifier
 
     train = phase != "evaluate"
-    loader = original_loop.original_loader(args.root, train, args.batch, args.image_size)
+    batch = args.batch if train else args.eval_batch
+    loader = original_loop.original_loader(args.root, train, batch, args.image_size)
     model = optimizer = None
     if phase != "pipeline":
         torch.manual_seed(0)
@@ -125,7 +126,7 @@ def our_datamodule(args: argparse.Namespace, part: str, preprocessing):
         split_file=split_file,
         root=args.root,
         layout="folders",
-        batch_size=args.batch,
+        batch_size=args.batch if part == "train" else args.eval_batch,
         num_workers=args.num_workers,
         cache=args.cache,
         cache_dir=args.workdir / "cache",
@@ -169,9 +170,12 @@ def measure_ours(phase: str, args: argparse.Namespace, device: torch.device) -> 
     model = ArtworkClassifier(
         task=our_task().to_dict(),
         model={"name": args.model, "pretrained": False},
-        optimizer={"lr": 1e-5, "amsgrad": True},
+        optimizer={"lr": 1e-5, "amsgrad": True, "fused": True},  # training's default
         preprocessing=preprocessing.to_dict(),
+        channels_last=args.channels_last,
     )
+    if args.compile:
+        model.net.compile()
     timer = EpochTimer()
     trainer = L.Trainer(
         accelerator=device.type,
@@ -249,9 +253,11 @@ def _row(
         "model": args.model,
         "images": ours[0]["images"],
         "image_size": args.image_size,
-        "batch": args.batch,
+        "batch": args.batch if phase != "evaluate" else args.eval_batch,
         "device": args.device,
         "precision_ours": args.precision,
+        "channels_last_ours": args.channels_last,
+        "compile_ours": args.compile,
         "cache": args.cache,
         "repeats": len(ours),
         "ours_images_per_s": round(rate(ours), 2),
@@ -275,7 +281,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2, help="the last one is measured")
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds")
+    parser.add_argument("--eval-batch", type=int, help="evaluation batch (default: --batch)")
     parser.add_argument("--precision", default="32-true", help="ours: Lightning precision")
+    parser.add_argument("--channels-last", action="store_true", help="ours: NHWC")
+    parser.add_argument("--compile", action="store_true", help="ours: torch.compile the network")
     parser.add_argument("--num-workers", default="auto", help="ours: DataLoader workers")
     parser.add_argument("--no-cache", dest="cache", action="store_false")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -291,6 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--measure", nargs=2, metavar=("IMPLEMENTATION", "PHASE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
+    args.eval_batch = args.eval_batch or args.batch
     args.passed = list(argv if argv is not None else sys.argv[1:])
     args.root = args.workdir / f"collection-{args.images}x{args.min_width}"
     return args

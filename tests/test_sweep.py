@@ -67,6 +67,23 @@ def test_all_tasks_experiment_sweeps_every_task_file(compose_train):
     assert tasks.split(",") == TASK_IDS
 
 
+def test_the_all_tasks_sweep_runs_every_task(tmp_path: Path, demo_dir: Path):
+    # The sweeper resolves ${all_tasks:} before any job runs, when no HydraConfig is set yet.
+    sweep_dir = tmp_path / "sweep"
+    process = run_sweep(
+        sweep_dir,
+        demo_dir,
+        "experiment=all_tasks",
+        "trainer=default",
+        "trainer.max_epochs=1",
+        "hydra.launcher.max_parallel=2",
+    )
+    assert_ok(process)
+    rows = read_summary(sweep_dir)
+    assert [row["task"] for row in rows] == TASK_IDS
+    assert {row["status"] for row in rows} == {"ok"}
+
+
 def test_paper_experiment_is_the_study_recipe(compose_train):
     cfg = compose_train("experiment=paper", fast=False)
     assert cfg.model.name == "vgg16" and cfg.model.pretrained and cfg.model.image_size == 224

@@ -18,21 +18,30 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
 
 
-def config_dirs() -> list[Path]:
-    """The folders Hydra composes this run's configuration from (`conf/`, `--config-dir`)."""
-    from hydra.core.hydra_config import HydraConfig
+def config_dirs(config: DictConfig | None = None) -> list[Path]:
+    """The folders Hydra composes this run's configuration from (`conf/`, `--config-dir`).
 
-    sources = HydraConfig.get().runtime.config_sources
+    Read from `config`'s `hydra.runtime` when given, else from the running job's.
+    """
+    if config is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        config = HydraConfig.get()
+    else:
+        config = OmegaConf.select(config, "hydra")
+    sources = OmegaConf.select(config, "runtime.config_sources") or []
     return [Path(s.path) for s in sources if s.schema == "file" and Path(s.path).is_dir()]
 
 
-def all_tasks() -> str:
+def all_tasks(*, _root_: DictConfig) -> str:
     """Every task under `conf/task/`, comma-separated: the value of a sweep over all tasks.
 
-    Hydra's `glob(*)` does not descend into `task/<artwork type>/`, hence this resolver.
+    Hydra's `glob(*)` does not descend into `task/<artwork type>/`, hence this resolver. The
+    sweeper resolves it before any job runs (no HydraConfig yet): the search path is read from
+    the config being resolved.
     """
     tasks: dict[str, Any] = {}
-    for directory in config_dirs():
+    for directory in config_dirs(_root_):
         if (directory / "task").is_dir():
             tasks.update(discover_tasks(directory))
     if not tasks:
