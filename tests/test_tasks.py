@@ -97,5 +97,5 @@ def test_the_study_scale_experiment_sweeps_every_task_on_a_study_sized_collectio
     study = DEMO_SCALES["study"]
     # FACTS.md: images per artwork type in the study.
     assert (study.coins, study.frescoes, study.icons, study.manuscripts) == (2514, 718, 1678, 366)
-    with pytest.raises(ValueError, match="data.demo_scale must be one of"):
+    with pytest.raises(ValueError, match=r"data\.demo_scale must be one of"):
         demo_spec("huge")
