@@ -16,7 +16,7 @@ from significance.data.images import image_to_array, load_image
 from significance.data.split import read_split
 from significance.data.transforms import Preprocessing, normalize
 from significance.pipeline import inference
-from significance.pipeline.evaluation import field_metrics, tally
+from significance.pipeline.evaluation import field_metrics, tally, threshold_table
 from significance.pipeline.loading import (
     PipelineError,
     PipelineSpec,
@@ -219,6 +219,27 @@ def test_end_to_end_evaluation_on_images_no_model_trained_on(sweep_dir, spec, de
             field["errors_wrong_type"] + field["errors_field_model"]
         )
         assert field["errors_wrong_type_field_model_right"] <= field["errors_wrong_type"]
+    # Threshold 0 answers everything; higher thresholds answer fewer, never more.
+    for task, rows in metrics["thresholds"].items():
+        assert rows[0]["threshold"] == 0.0 and rows[0]["coverage"] == 1.0, task
+        answered = [row["answered"] for row in rows]
+        assert answered == sorted(answered, reverse=True), task
+    assert metrics["thresholds"]["artefact"][0]["acc"] == pytest.approx(metrics["stage1"]["acc"])
+    assert "## Thresholds" in (tmp_path / "pipeline_report.md").read_text()
+
+
+def test_threshold_table_counts_the_answers_left_and_their_accuracy():
+    decisions = [(0.99, True), (0.85, True), (0.75, False), (0.4, False)]
+    rows = {row["threshold"]: row for row in threshold_table(decisions)}
+    assert (rows[0.0]["answered"], rows[0.0]["acc"]) == (4, 0.5)
+    assert (rows[0.8]["answered"], rows[0.8]["coverage"], rows[0.8]["acc"]) == (2, 0.5, 1.0)
+    assert (rows[0.99]["answered"], rows[0.99]["acc"]) == (1, 1.0)
+    assert threshold_table([])[0] == {
+        "threshold": 0.0,
+        "answered": 0,
+        "coverage": None,
+        "acc": None,
+    }
 
 
 def test_error_sources_of_a_field_add_up():

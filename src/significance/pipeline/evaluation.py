@@ -23,6 +23,8 @@ from significance.pipeline.loading import Pipeline, PipelineSpec, load_pipeline
 
 log = logging.getLogger(__name__)
 
+# Thresholds on a model's top probability that the report tabulates (see `threshold_table`).
+THRESHOLDS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 # Per field: the counts written for it, in report order.
 FIELD_COUNTS = (
     "images",
@@ -64,6 +66,9 @@ def evaluate_pipeline(
     stage1_task = pipeline.stage1.task
     stage1_correct, unreadable = 0, []
     counts: dict[str, Counter] = {task_id: Counter() for task_id in pipeline.field_tasks}
+    # (top probability, right?) of every decision, for the table of thresholds.
+    decisions: dict[str, list[tuple[float, bool]]] = {stage1_task.id: []}
+    decisions.update({task_id: [] for task_id in pipeline.field_tasks})
     batches = decoded_batches(
         [root / p for p in paths], decode_size(pipeline), batch_size, num_workers
     )
@@ -75,8 +80,11 @@ def evaluate_pipeline(
         pixels = torch.stack([item.pixels for item in items])
         true_labels = [labels[paths[item.index]] for item in items]
         true_types = [label[stage1_task.id] for label in true_labels]
-        routed = [stage1_task.classes[i] for i in probabilities(pipeline.stage1, pixels).argmax(1)]
-        stage1_correct += sum(r == t for r, t in zip(routed, true_types, strict=True))
+        top, index = probabilities(pipeline.stage1, pixels).max(1)
+        routed = [stage1_task.classes[i] for i in index.tolist()]
+        right = [r == t for r, t in zip(routed, true_types, strict=True)]
+        stage1_correct += sum(right)
+        decisions[stage1_task.id] += zip(top.tolist(), right, strict=True)
         # Each field model on the images of its true type: "the model alone".
         given = stage2_probabilities(pipeline, pixels, true_types)
         for task_id, by_position in given.items():
@@ -84,11 +92,9 @@ def evaluate_pipeline(
             for position, probs in by_position.items():
                 truth = true_labels[position].get(task_id)
                 if truth is not None:
-                    tally(
-                        counts[task_id],
-                        classes[int(probs.argmax())] == truth,
-                        routed[position] == true_types[position],
-                    )
+                    field_right = classes[int(probs.argmax())] == truth
+                    decisions[task_id].append((float(probs.max()), field_right))
+                    tally(counts[task_id], field_right, routed[position] == true_types[position])
     evaluated = len(paths) - len(unreadable)
     metrics = {
         "data_root": str(root),
@@ -102,6 +108,12 @@ def evaluate_pipeline(
             "acc": stage1_correct / evaluated if evaluated else None,
         },
         "fields": {task_id: field_metrics(count) for task_id, count in counts.items()},
+        # Each model alone (a field model on images of its true type): what a threshold on
+        # its top probability leaves answered, and how often those answers are right.
+        "thresholds": {
+            task_id: threshold_table(task_decisions)
+            for task_id, task_decisions in decisions.items()
+        },
     }
     write_json(output_dir / "pipeline_metrics.json", metrics)
     report = format_report(metrics)
@@ -119,6 +131,26 @@ def tally(count: Counter, field_right: bool, routed_right: bool) -> None:
     count["errors_wrong_type"] += not routed_right
     count["errors_field_model"] += routed_right and not field_right
     count["errors_wrong_type_field_model_right"] += field_right and not routed_right
+
+
+def threshold_table(decisions: list[tuple[float, bool]]) -> list[dict[str, Any]]:
+    """For each of `THRESHOLDS`: the share of decisions at or above it, and their accuracy.
+
+    The same rule as `predict.py`'s `stage1.threshold` and `stage2.threshold`: a top
+    probability below the threshold is `uncertain`, left for a person to decide.
+    """
+    rows = []
+    for threshold in THRESHOLDS:
+        kept = [right for top, right in decisions if top >= threshold]
+        rows.append(
+            {
+                "threshold": threshold,
+                "answered": len(kept),
+                "coverage": len(kept) / len(decisions) if decisions else None,
+                "acc": sum(kept) / len(kept) if kept else None,
+            }
+        )
+    return rows
 
 
 def field_metrics(count: Counter) -> dict[str, Any]:
@@ -213,7 +245,22 @@ def format_report(metrics: dict[str, Any]) -> str:
         "End to end, an image of the field's type counts as wrong when stage 1 sent it to "
         "another type (its field is then never predicted). *Wrong type, field model right*: "
         "errors that are stage 1's alone.",
+        "",
+        "## Thresholds",
+        "",
+        "Accuracy of the answers a threshold on the top probability leaves (`stage1.threshold`,"
+        " `stage2.threshold` of `predict.py`), and in brackets the share of images answered; "
+        "the rest are `uncertain`, left to a person. Field models on images of their true type.",
+        "",
+        "| model | " + " | ".join(f"≥ {t:g}" for t in THRESHOLDS) + " |",
+        "|---|" + "---|" * len(THRESHOLDS),
     ]
+    for task_id, rows in metrics["thresholds"].items():
+        cells = [
+            f"{_ratio(row['acc'])} ({row['coverage']:.0%})" if row["answered"] else "none answered"
+            for row in rows
+        ]
+        lines.append(f"| {task_id} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
