@@ -208,7 +208,9 @@ def test_end_to_end_evaluation_on_images_no_model_trained_on(sweep_dir, spec, de
         trained |= {s.path for name in ("train", "val") for s in split[name]}
     with (demo_dir / "annotations.csv").open() as handle:
         labelled = {row["path"] for row in csv.DictReader(handle)}
-    assert metrics["images"] == len(labelled - trained) > 0
+    assert metrics["images"] == len(labelled - trained)
+    # One draw for all tasks: the test images of stage 1 are test images of the fields too.
+    assert metrics["images"] >= 0.1 * len(labelled)
     assert metrics["excluded_trained_on"] == len(labelled & trained)
     for task in FIELDS:
         field = metrics["fields"][task]

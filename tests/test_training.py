@@ -163,7 +163,7 @@ def test_a_collection_with_bad_files_trains_to_the_end(compose_train, tmp_path, 
     # The split the same table gets were the bad files readable (no decode: labels only).
     task = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
     readable_all = split_stratified(
-        read_labels(root, "annotations", task, "annotations.csv"), seed=0, salt=task.id
+        read_labels(root, "annotations", task, "annotations.csv"), seed=0
     )
     result = train(
         compose_train("task=coins/material", f"data.root={root}", "trainer.max_epochs=1")

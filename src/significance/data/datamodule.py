@@ -162,7 +162,6 @@ class ArtworkDataModule(L.LightningDataModule):
             self.test_fraction,
             self.val_fraction,
             seed=self.seed,
-            salt=self.task.id,
             left_out=[s.sample for s in skipped if s.sample],
             classes=self.task.classes,
         )
