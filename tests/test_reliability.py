@@ -434,3 +434,47 @@ def test_out_of_gpu_memory_suggests_a_smaller_batch_or_bf16(capsys, monkeypatch)
     line = capsys.readouterr().err.strip()
     assert line.startswith("error: out of GPU memory") and "data.batch_size" in line
     assert "bf16-mixed" in line
+
+
+def test_a_slurm_sweep_job_killed_outright_fails_alone(tmp_path: Path, demo_dir: Path):
+    """Through submitit (its local executor): a job SIGKILLed, as SLURM kills one out of memory."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep_dir = tmp_path / "sweep"
+    fast = [o for o in FAST if not o.startswith("trainer.max_epochs")]
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            "hydra/launcher=slurm_local",
+            "task=icons/location",
+            *fast,
+            "trainer.max_epochs=100000,1",  # job 0 runs until killed, job 1 is short
+            f"data.demo_dir={demo_dir}",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        job_dir = sweep_dir / "0_icons-location_seed0"
+        wait_for(lambda: (job_dir / "logs" / "metrics.csv").is_file(), timeout=300, process=sweep)
+        # submitit's folder of a local job is named by its process id; its log names the job.
+        logs = [
+            log
+            for log in (sweep_dir / ".submitit").glob("*/*_log.*")
+            if job_dir.name in log.read_text(errors="replace")
+        ]
+        assert logs, list((sweep_dir / ".submitit").glob("*/*"))
+        os.kill(int(logs[0].parent.name), signal.SIGKILL)
+        _, stderr = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 1
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert (sweep_dir / "results.md").is_file()
+    assert "sweep job #0" in stderr

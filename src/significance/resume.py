@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import json
 import logging
 import os
 from pathlib import Path
@@ -23,7 +22,6 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from significance.models.module import read_checkpoint
-from significance.processes import RESULT_FILE
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -102,15 +100,6 @@ def check_resumable(path: Path, task: Task, model_name: str) -> int:
             "choose another run folder or the same model"
         )
     return int(checkpoint.get("epoch", 0))
-
-
-def finished_result(job_dir: Path) -> dict[str, Any] | None:
-    """The job's `result.json` when it says the job finished ("status": "ok"), else None."""
-    try:
-        result = json.loads((job_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) and result.get("status") == "ok" else None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,17 +1,19 @@
 """hydra-submitit-launcher's launchers, with what our sweeps add around their jobs.
 
-submitit submits, waits, requeues a job that SLURM stops at its time limit (the job then
-resumes from its last checkpoint: `resume=auto`) and gathers the results; scheduling stays
-its own. Around it, as the subprocess launcher does: jobs finished in an earlier run of the
-sweep are not submitted at all, every job joins the sweep's wandb group, and `summary.csv`
-and `results.md` are written when the jobs have ended, even when some failed.
-`SlurmLauncher` is `hydra/launcher=slurm`; `LocalLauncher` (`hydra/launcher=slurm_local`) runs
-the same path with submitit's local executor, to try a sweep's setup without a cluster.
+submitit submits, waits, requeues a job that SLURM stops at its time limit (up to
+`max_num_timeout` times; the job then resumes from its last checkpoint: `resume=auto`) and
+gathers the results; scheduling stays its own. Around it, as the subprocess launcher does:
+jobs finished in an earlier run of the sweep are not submitted at all, every job joins the
+sweep's wandb group, a job that dies fails alone, and `summary.csv` and `results.md` are
+written when the jobs have ended. `SlurmLauncher` is `hydra/launcher=slurm`; `LocalLauncher`
+(`hydra/launcher=slurm_local`) runs the same path with submitit's local executor, to try a
+sweep's setup without a cluster.
 """
 
 # No `from __future__ import annotations`: Hydra execs plugin modules outside sys.modules.
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_plugins.significance_launcher.sweep_record import (
+    SweepJob,
     compose_job,
     finish_sweep,
     job_return,
@@ -26,7 +29,7 @@ from hydra_plugins.significance_launcher.sweep_record import (
     with_group,
     write_summary,
 )
-from significance.resume import finished_result
+from significance.processes import finished_result
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,14 @@ class _SweepRecordMixin:
     """`launch` and the job function of a submitit launcher, with our sweep's records."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        """Submit the jobs that have not finished before, wait for all, record every one."""
+        """Submit the jobs that have not finished before, wait for all, record every one.
+
+        Each job is submitted and awaited on its own (a thread each, at most
+        `array_parallelism` queued at once): submitit's own launch gives up on the whole
+        sweep when one job dies outside Python (out of memory, time limit, node lost), and
+        numbers the jobs it is given from 0, where a rerun that skips finished jobs needs
+        each job to keep its number, hence its folder.
+        """
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         jobs = [
@@ -52,49 +62,54 @@ class _SweepRecordMixin:
         for job in jobs:
             if job.config is not None and job.index not in submitted:
                 log.info("#%d finished in an earlier run of this sweep: skipped", job.index)
-        # submitit numbers the submitted jobs 0..n-1; `__call__` maps them back to ours.
-        self.job_numbers = [job.index for job in todo]
-        completed: set[int] = set()
-        try:
-            if todo:
-                overrides = [with_group(job.overrides, sweep_dir) for job in todo]
-                returns = super().launch(overrides, 0)
-                completed = {
-                    job.index
-                    for job, record in zip(todo, returns, strict=True)
-                    if record.status == JobStatus.COMPLETED
-                }
-        finally:  # also when submitit gives up on a job: every row is written
-            rows = {}
-            for job in jobs:
-                if job.config is None:
-                    status = "failed"
-                elif job.index not in submitted:
-                    status = "skipped"
-                elif job.index in completed and finished_result(job.job_dir) is not None:
-                    status = "ok"
-                else:
-                    status = "failed"
-                rows[job.index] = summary_row(job, status)
-            write_summary(sweep_dir, rows.values())
-            finish_sweep(sweep_dir, [rows[index] for index in sorted(rows)])
+        completed: dict[int, bool] = {}
+        slots = threading.Semaphore(int(self.params.get("array_parallelism") or 0) or len(jobs))
+        threads = [
+            threading.Thread(
+                target=self._submit_one, args=(job, sweep_dir, slots, completed), daemon=True
+            )
+            for job in todo
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():  # short joins: Ctrl-C still reaches this thread
+                thread.join(0.5)
+        rows = {}
+        for job in jobs:
+            if job.config is None or (job.index in submitted and not completed.get(job.index)):
+                status = "failed"
+            elif job.index not in submitted:
+                status = "skipped"
+            else:
+                status = "ok" if finished_result(job.job_dir) is not None else "failed"
+            rows[job.index] = summary_row(job, status)
+        write_summary(sweep_dir, rows.values())
+        finish_sweep(sweep_dir, [rows[index] for index in sorted(rows)])
         return [job_return(job, rows[job.index], sweep_dir) for job in jobs]
 
-    def __call__(
+    def _submit_one(
         self,
-        sweep_overrides: list[str],
-        job_dir_key: str,
-        job_num: int,
-        job_id: str,
-        singleton_state: dict,
-    ) -> JobReturn:
-        """The job, on its node: our resolvers, then Hydra's run of it under its own number."""
+        job: SweepJob,
+        sweep_dir: Path,
+        slots: threading.Semaphore,
+        completed: dict[int, bool],
+    ) -> None:
+        """Submit one job under its own number and wait for it; a job that dies fails alone."""
+        with slots:
+            try:
+                (record,) = super().launch([with_group(job.overrides, sweep_dir)], job.index)
+                completed[job.index] = record.status == JobStatus.COMPLETED
+            except Exception as error:  # submitit: the job died outside Python
+                job.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+                completed[job.index] = False
+
+    def __call__(self, *arguments: Any) -> JobReturn:
+        """The job, on its node: our resolvers first (it unpickles this launcher, not train.py)."""
         from significance.config import register_resolvers
 
-        register_resolvers()  # the job unpickles this launcher, not the entry script
-        numbers = getattr(self, "job_numbers", [])
-        number = numbers[job_num] if job_num < len(numbers) else job_num
-        return super().__call__(sweep_overrides, job_dir_key, number, job_id, singleton_state)
+        register_resolvers()
+        return super().__call__(*arguments)
 
 
 if submitit_launcher is not None:

@@ -36,8 +36,12 @@ from hydra_plugins.significance_launcher.sweep_record import (
     with_group,
     write_summary,
 )
-from significance.processes import end_process_group, start_process_group, stop_process_group
-from significance.resume import finished_result
+from significance.processes import (
+    end_process_group,
+    finished_result,
+    start_process_group,
+    stop_process_group,
+)
 
 log = logging.getLogger(__name__)
 

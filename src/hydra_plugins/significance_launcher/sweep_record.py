@@ -22,8 +22,13 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from significance.processes import FINISHED_STATUSES, RESULT_FILE, SUMMARY_FILE, SweepJobFailed
-from significance.resume import finished_result
+from significance.processes import (
+    FINISHED_STATUSES,
+    RESULT_FILE,
+    SUMMARY_FILE,
+    SweepJobFailed,
+    finished_result,
+)
 
 log = logging.getLogger(__name__)
 
