@@ -60,7 +60,9 @@ machine() {
     "$PYTHON" -c "import torch; print(torch.__version__, torch.cuda.is_available())"
 }
 sweep() {
-    "$PYTHON" audit.py "data.demo_scale=$SCALE" > /dev/null  # generates the collection, untimed
+    # Generates the collection, untimed; `step` runs this in an || list, where set -e is off.
+    "$PYTHON" audit.py "data.demo_scale=$SCALE" > /dev/null || return 1
+    rm -rf "$WORKDIR/sweep"  # a rerun into a used folder would skip every finished job
     local sampler="" started ended status=0
     if command -v nvidia-smi > /dev/null; then  # every job's GPU memory, twice a second
         nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 500 \
@@ -81,7 +83,7 @@ sweep() {
     return "$status"
 }
 
-step machine machine > "$OUT/machine.txt" 2>&1
+step machine eval 'machine > "$OUT/machine.txt" 2>&1'
 step "augmentation on the device matches the CPU's on a seed" \
     "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_transforms.py
 step "speed options" \

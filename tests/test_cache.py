@@ -175,10 +175,14 @@ def test_cached_data_needs_few_workers(monkeypatch):
     from significance.data.datamodule import resolve_num_workers
 
     monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(16)), raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)  # tests run inside a SLURM job
     assert resolve_num_workers("auto", 1) == 8
     assert resolve_num_workers("auto", 1, cached=True) == 2
     assert resolve_num_workers("auto", 8, cached=True) == 0  # one spare core a process
     assert resolve_num_workers(3, 1, cached=True) == 3
+    # A SLURM task's cores are its own (--cpus-per-task), not shared with the node's ranks.
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    assert resolve_num_workers("auto", 4) == 7
 
 
 def test_workers_share_the_cores_of_a_node_not_of_the_world(tmp_path: Path, monkeypatch):
@@ -189,6 +193,7 @@ def test_workers_share_the_cores_of_a_node_not_of_the_world(tmp_path: Path, monk
     from significance.tasks import Task
 
     monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(16)), raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)  # tests run inside a SLURM job
     task = Task("icons/location", 2, "icons", "location", ("cyprus", "other"))
     datamodule = ArtworkDataModule(
         task, Preprocessing(SIZE, (0.5,) * 3, (0.5,) * 3), tmp_path / "split.csv", cache=False

@@ -1,10 +1,12 @@
 """Speed options: what depends on the machine, and the options of a training run."""
 
+from types import SimpleNamespace
+
 import torch
 
 from significance import speed
 from significance.models.module import load_classifier
-from significance.training import train
+from significance.training import compiled, train
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, caplog):
@@ -33,3 +35,13 @@ def test_channels_last_and_compile_train_and_their_checkpoint_loads(compose_trai
     convolution = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert convolution.weight.is_contiguous(memory_format=torch.channels_last)
     assert not convolution.weight.is_contiguous()
+
+
+def test_compile_takes_true_a_mode_or_torch_compile_arguments():
+    calls = []
+    model = SimpleNamespace(
+        net=SimpleNamespace(compile=lambda **arguments: calls.append(arguments))
+    )
+    for options in (False, None, True, "max-autotune", {"mode": "reduce-overhead"}):
+        assert compiled(model, options) is model
+    assert calls == [{}, {"mode": "max-autotune"}, {"mode": "reduce-overhead"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import cache
 from pathlib import Path
 
@@ -12,6 +13,23 @@ log = logging.getLogger(__name__)
 
 # /proc/cpuinfo flags of CPUs that compute bf16 natively; elsewhere autocast emulates it slowly.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (a container's, a job's share)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def cores_per_process(processes: int) -> int:
+    """This node's cores shared by its `processes` training processes, at least one each.
+
+    Under SLURM each rank is a task with `--cpus-per-task` cores of its own.
+    """
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return max(1, int(os.environ["SLURM_CPUS_PER_TASK"]))
+    return max(1, usable_cores() // max(1, processes))
 
 
 @cache

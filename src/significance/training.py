@@ -139,13 +139,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def compiled(model: ArtworkClassifier, options: Any) -> ArtworkClassifier:
-    """The model with its network compiled in place when asked (true, or torch.compile's args).
+    """The model with its network compiled in place when asked: true, a mode, or the arguments.
 
     The network alone: compiling the whole LightningModule traces its steps' metric updates
     too, which torchmetrics does not survive; in place, the checkpoint's keys stay the same.
     """
     if options:
-        arguments = {} if isinstance(options, bool) else to_plain(options)
+        if isinstance(options, bool):
+            arguments = {}
+        elif isinstance(options, str):  # compile=max-autotune
+            arguments = {"mode": options}
+        else:
+            arguments = to_plain(options)
         log.info("Compiling the network with torch.compile(%s)", arguments or "")
         model.net.compile(**arguments)
     return model

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig
 
 from significance.models.build import TINY_MODEL, PretrainedWeightsMissing
+from significance.speed import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ def _device_problems(accelerator: str, devices: Any) -> list[str]:
         if devices > gpus:
             return [f"trainer.devices={devices} but this machine has {gpus} GPU(s)"]
         return []
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if accelerator in ("cpu", "auto") and devices > (cores or 1):
+    cores = usable_cores()
+    if accelerator in ("cpu", "auto") and devices > cores:
         return [
             f"trainer.devices={devices} processes but this machine has {cores} CPU core(s) "
             "and no GPU"

@@ -123,7 +123,7 @@ def summary_row(
         overrides=" ".join(job.overrides),
     )
     if status not in FINISHED_STATUSES:
-        reason = job.error or (f"exit code {exit_code}" if exit_code != "" else "see its log")
+        reason = failure_reason(job, exit_code)
         log.error(
             "#%d (%s) failed: %s; its log is in %s", job.index, row["task"], reason, job.job_dir
         )
@@ -150,12 +150,10 @@ def job_return(job: SweepJob, row: dict[str, Any], sweep_dir: Path) -> JobReturn
         record.return_value = row
     else:
         record.status = JobStatus.FAILED
-        reason = job.error or (
-            f"exit code {row['exit_code']}" if row["exit_code"] != "" else "see its log"
-        )
         record.return_value = SweepJobFailed(
             f"sweep job #{job.index} ({row['task'] or ' '.join(job.overrides)}) failed "
-            f"({reason}); see {job.job_dir} and {sweep_dir / SUMMARY_FILE}"
+            f"({failure_reason(job, row['exit_code'])}); see {job.job_dir} and "
+            f"{sweep_dir / SUMMARY_FILE}"
         )
     return record
 
@@ -175,6 +173,11 @@ def finish_sweep(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
         write_sweep_report(sweep_dir)
     except Exception:  # `python report.py sweep_dir=...` retries
         log.exception("Could not write the sweep's results.md")
+
+
+def failure_reason(job: SweepJob, exit_code: int | str = "") -> str:
+    """Why a job failed, as far as the launcher knows."""
+    return job.error or (f"exit code {exit_code}" if exit_code != "" else "see its log")
 
 
 def quote(value: Path | str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from significance.data.demo import demo_spec, ensure_demo_collection
 from significance.data.images import UnreadableImageError, load_image
 from significance.data.split import read_split, split_stratified, write_split
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
+from significance.speed import cores_per_process
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -251,8 +251,7 @@ def resolve_num_workers(num_workers: int | str, processes: int, cached: bool = F
     """
     if num_workers != "auto":
         return int(num_workers)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    spare = (cores or 1) // max(1, processes) - 1
+    spare = cores_per_process(processes) - 1
     if cached:
         return 0 if spare < 2 else 2
     return max(0, min(8, spare))

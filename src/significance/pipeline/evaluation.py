@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from significance.data.collection import index_collection
+from significance.data.collection import index_collection, table_path
 from significance.data.split import read_split
 from significance.evaluation import recorded_split_file, write_json
 from significance.pipeline.inference import (
@@ -212,7 +212,10 @@ def trained_on(pipeline: Pipeline, root: Path) -> set[str]:
             )
             continue
         split = read_split(recorded_split_file(pipeline.checkpoints[task_id], model))
-        excluded.update(sample.path for name in ("train", "val") for sample in split[name])
+        # Through table_path: a split written before paths were normalised names `./a.jpg`.
+        excluded.update(
+            table_path(sample.path) for name in ("train", "val") for sample in split[name]
+        )
     return excluded
 
 
