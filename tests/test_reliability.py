@@ -366,21 +366,18 @@ def processes_with(text: str) -> list[tuple[int, str]]:
     return found
 
 
-@pytest.mark.parametrize("rank", [0, 1])
-def test_a_ddp_job_whose_rank_dies_fails_within_a_minute_and_the_sweep_goes_on(
-    tmp_path: Path, demo_dir: Path, rank: int
-):
-    sweep_dir = tmp_path / "sweep"
+def start_long_and_short_job(sweep_dir: Path, demo_dir: Path, *overrides: str) -> subprocess.Popen:
+    """A sweep of two jobs: job 0 runs until it is killed, job 1 is short."""
     fast = [o for o in FAST if not o.startswith("trainer.max_epochs")]
-    sweep = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "train.py",
             "-m",
             "task=icons/location",
             *fast,
-            "trainer=ddp",
-            "trainer.max_epochs=500,1",  # job 0 runs until killed, job 1 is short
+            *overrides,
+            "trainer.max_epochs=100000,1",
             f"data.demo_dir={demo_dir}",
             f"hydra.sweep.dir={sweep_dir}",
         ],
@@ -390,6 +387,14 @@ def test_a_ddp_job_whose_rank_dies_fails_within_a_minute_and_the_sweep_goes_on(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_ddp_job_whose_rank_dies_fails_within_a_minute_and_the_sweep_goes_on(
+    tmp_path: Path, demo_dir: Path, rank: int
+):
+    sweep_dir = tmp_path / "sweep"
+    sweep = start_long_and_short_job(sweep_dir, demo_dir, "trainer=ddp")
     try:
         job_dir = sweep_dir / "0_icons-location_seed0"
         metrics = job_dir / "logs" / "metrics.csv"
@@ -440,25 +445,7 @@ def test_a_slurm_sweep_job_killed_outright_fails_alone(tmp_path: Path, demo_dir:
     """Through submitit (its local executor): a job SIGKILLed, as SLURM kills one out of memory."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep_dir = tmp_path / "sweep"
-    fast = [o for o in FAST if not o.startswith("trainer.max_epochs")]
-    sweep = subprocess.Popen(
-        [
-            sys.executable,
-            "train.py",
-            "-m",
-            "hydra/launcher=slurm_local",
-            "task=icons/location",
-            *fast,
-            "trainer.max_epochs=100000,1",  # job 0 runs until killed, job 1 is short
-            f"data.demo_dir={demo_dir}",
-            f"hydra.sweep.dir={sweep_dir}",
-        ],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    sweep = start_long_and_short_job(sweep_dir, demo_dir, "hydra/launcher=slurm_local")
     try:
         job_dir = sweep_dir / "0_icons-location_seed0"
         wait_for(lambda: (job_dir / "logs" / "metrics.csv").is_file(), timeout=300, process=sweep)
