@@ -2,7 +2,8 @@
 # Every GPU check of the speed issue in one run (estimated 7 minutes on one H200, not yet run),
 # each writing its figures into $OUT (8 files), with the log in $OUT/log.txt:
 #   bash benchmarks/device_wheels.sh                   # here, once: what the GPU machine lacks
-#   bash benchmarks/gpu_checks.sh                      # there (the device tool: carry .whl)
+#   bash benchmarks/gpu_checks.sh                      # there: the device tool's run with
+#       command "bash benchmarks/gpu_checks.sh", carry [".whl"], timeout_s 600 ($OUT is set)
 #   TOY=1 OUT=/tmp/toy bash benchmarks/gpu_checks.sh   # at toy scale on a CPU, to test it
 # SWEEP_EPOCHS (default 5) is the fraction of the study's 50 epochs the study sweep runs.
 set -euo pipefail
