@@ -157,6 +157,29 @@ def test_datamodule_serves_cached_pixels(tmp_path: Path, demo_dir: Path):
         assert first[1] == second[1] and first[0].equal(second[0])
 
 
+def test_the_cache_takes_the_hashes_the_facts_scan_made(
+    tmp_path: Path, demo_dir: Path, monkeypatch
+):
+    from significance.data import cache
+    from significance.data.datamodule import ArtworkDataModule
+    from significance.data.transforms import Preprocessing
+    from significance.tasks import Task
+
+    monkeypatch.setattr(cache, "file_sha256", lambda path: pytest.fail(f"hashed {path} again"))
+    datamodule = ArtworkDataModule(
+        Task("icons/location", 2, "icons", "location", ("cyprus", "other")),
+        Preprocessing(SIZE, (0.5,) * 3, (0.5,) * 3),
+        tmp_path / "split.csv",
+        root=demo_dir,
+        cache_file=tmp_path / "facts.sqlite",
+        cache_dir=tmp_path / "cache",
+    )
+    datamodule.prepare_data()  # scans (and hashes) each file once, then builds the cache
+    datamodule.setup()
+    train = datamodule.datasets["train"]
+    assert train.cache is not None and all(s.path in train.cache for s in train.samples)
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_data_cache_switch_in_training(compose_train, tmp_path: Path, enabled: bool):
     from significance.training import train

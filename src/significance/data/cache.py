@@ -80,11 +80,13 @@ def open_image_cache(
     paths: Iterable[str],
     image_size: int,
     threads: int | None = None,
+    hashes: dict[str, str] | None = None,
 ) -> ImageCache:
     """The cache of `paths` (relative to `root`) at `image_size`, built or refreshed as needed.
 
     Only files that are new or whose content changed are decoded, on `threads` threads
     (Pillow releases the GIL while it decodes and resizes); the rest is copied over.
+    `hashes` are SHA-256 already known for unchanged files (the scan's), not computed again.
     """
     root = Path(root)
     folder = cache_folder(cache_dir, root, image_size)
@@ -95,7 +97,7 @@ def open_image_cache(
         records = {}
         for path in sorted(set(paths)):
             try:
-                records[path] = _record(root / path, known.get(path))
+                records[path] = _record(root / path, known.get(path), (hashes or {}).get(path))
             except OSError as error:  # gone since indexing: the dataset reads it directly
                 log.error("Image cache: %s left out: %s", path, error)
         if all(
@@ -107,12 +109,15 @@ def open_image_cache(
         return _open(folder, index, records)
 
 
-def _record(path: Path, known: list | None) -> list:
-    """[size, mtime_ns, sha256] of a file; the hash is reused while size and time are unchanged."""
+def _record(path: Path, known: list | None, sha256: str | None = None) -> list:
+    """[size, mtime_ns, sha256] of a file; the hash is reused while size and time are unchanged.
+
+    `sha256`, when given, is the file's hash as of now (the facts scan checked its stamp).
+    """
     stat = path.stat()
     if known is not None and known[:2] == [stat.st_size, stat.st_mtime_ns]:
         return known
-    return [stat.st_size, stat.st_mtime_ns, file_sha256(path)]
+    return [stat.st_size, stat.st_mtime_ns, sha256 or file_sha256(path)]
 
 
 def _read_index(folder: Path, image_size: int) -> dict:

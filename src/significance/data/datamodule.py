@@ -17,6 +17,7 @@ from significance.data.cache import ImageCache, open_image_cache
 from significance.data.collection import Sample, SkippedFile, index_collection
 from significance.data.demo import demo_spec, ensure_demo_collection
 from significance.data.images import UnreadableImageError, load_image
+from significance.data.scan import cached_hashes
 from significance.data.split import read_split, split_stratified, write_split
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
 from significance.speed import cores_per_process
@@ -197,7 +198,13 @@ class ArtworkDataModule(L.LightningDataModule):
         if not self.cache:
             return None
         paths = [s.path for samples in read_split(self.split_file).values() for s in samples]
-        return open_image_cache(self.cache_dir, self.root, paths, self.preprocessing.image_size)
+        # The facts scan hashed these files already: the cache keys its entries by that hash.
+        files = {path: self.root / path for path in paths}
+        known = cached_hashes(self.cache_file, files.values()) if self.cache_file else {}
+        hashes = {path: known[file] for path, file in files.items() if file in known}
+        return open_image_cache(
+            self.cache_dir, self.root, paths, self.preprocessing.image_size, hashes=hashes
+        )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1

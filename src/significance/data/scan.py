@@ -165,6 +165,16 @@ def scan_files(
     return {path: facts[path] for path in paths}
 
 
+def cached_hashes(cache_file: str | Path, paths: Iterable[str | Path]) -> dict[Path, str]:
+    """SHA-256 of the paths whose facts are cached and whose file has not changed since."""
+    cache = _Cache(cache_file)
+    try:
+        facts = cache.get_many([Path(p) for p in paths])
+    finally:
+        cache.close()
+    return {path: value.sha256 for path, value in facts.items() if value.sha256}
+
+
 class _Cache:
     """Scan results in SQLite, keyed by absolute path and valid while size and mtime hold."""
 
