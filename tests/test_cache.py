@@ -178,6 +178,12 @@ def test_the_cache_takes_the_hashes_the_facts_scan_made(
     datamodule.setup()
     train = datamodule.datasets["train"]
     assert train.cache is not None and all(s.path in train.cache for s in train.samples)
+    # Once the cache holds every file as it is, it asks for no hashes at all.
+    paths = [s.path for s in train.samples]
+    asked = open_image_cache(
+        tmp_path / "cache", demo_dir, paths, SIZE, known_hashes=lambda p: pytest.fail(f"{p}")
+    )
+    assert all(path in asked for path in paths)
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -80,28 +80,23 @@ def open_image_cache(
     paths: Iterable[str],
     image_size: int,
     threads: int | None = None,
-    hashes: dict[str, str] | None = None,
+    known_hashes: Callable[[list[str]], dict[str, str]] | None = None,
 ) -> ImageCache:
     """The cache of `paths` (relative to `root`) at `image_size`, built or refreshed as needed.
 
     Only files that are new or whose content changed are decoded, on `threads` threads
     (Pillow releases the GIL while it decodes and resizes); the rest is copied over.
-    `hashes` are SHA-256 already known for unchanged files (the scan's), not computed again.
+    `known_hashes(paths)` gives the SHA-256 already known for some of the files the index does
+    not hold as they are now (the facts scan's); the rest are hashed here.
     """
     root = Path(root)
     folder = cache_folder(cache_dir, root, image_size)
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / "lock")):
         index = _read_index(folder, image_size)
-        known = index["files"]
-        records = {}
-        for path in sorted(set(paths)):
-            try:
-                records[path] = _record(root / path, known.get(path), (hashes or {}).get(path))
-            except OSError as error:  # gone since indexing: the dataset reads it directly
-                log.error("Image cache: %s left out: %s", path, error)
+        records = _records(root, sorted(set(paths)), index["files"], known_hashes)
         if all(
-            known.get(path) == record and record[2] in index["rows"]
+            index["files"].get(path) == record and record[2] in index["rows"]
             for path, record in records.items()
         ):
             return _open(folder, index, records)
@@ -109,15 +104,32 @@ def open_image_cache(
         return _open(folder, index, records)
 
 
-def _record(path: Path, known: list | None, sha256: str | None = None) -> list:
-    """[size, mtime_ns, sha256] of a file; the hash is reused while size and time are unchanged.
-
-    `sha256`, when given, is the file's hash as of now (the facts scan checked its stamp).
-    """
-    stat = path.stat()
-    if known is not None and known[:2] == [stat.st_size, stat.st_mtime_ns]:
-        return known
-    return [stat.st_size, stat.st_mtime_ns, sha256 or file_sha256(path)]
+def _records(
+    root: Path,
+    paths: list[str],
+    indexed: dict[str, list],
+    known_hashes: Callable[[list[str]], dict[str, str]] | None,
+) -> dict[str, list]:
+    """[size, mtime_ns, sha256] of each file: the index's while size and time are unchanged."""
+    records, stale = {}, {}
+    for path in paths:
+        try:
+            stat = (root / path).stat()
+        except OSError as error:  # gone since indexing: the dataset reads it directly
+            log.error("Image cache: %s left out: %s", path, error)
+            continue
+        record = [stat.st_size, stat.st_mtime_ns]
+        if indexed.get(path, [])[:2] == record:
+            records[path] = indexed[path]
+        else:
+            stale[path] = record
+    given = known_hashes(list(stale)) if stale and known_hashes else {}
+    for path, record in stale.items():
+        try:
+            records[path] = [*record, given.get(path) or file_sha256(root / path)]
+        except OSError as error:
+            log.error("Image cache: %s left out: %s", path, error)
+    return records
 
 
 def _read_index(folder: Path, image_size: int) -> dict:

@@ -198,13 +198,19 @@ class ArtworkDataModule(L.LightningDataModule):
         if not self.cache:
             return None
         paths = [s.path for samples in read_split(self.split_file).values() for s in samples]
-        # The facts scan hashed these files already: the cache keys its entries by that hash.
-        files = {path: self.root / path for path in paths}
-        known = cached_hashes(self.cache_file, files.values()) if self.cache_file else {}
-        hashes = {path: known[file] for path, file in files.items() if file in known}
         return open_image_cache(
-            self.cache_dir, self.root, paths, self.preprocessing.image_size, hashes=hashes
+            self.cache_dir,
+            self.root,
+            paths,
+            self.preprocessing.image_size,
+            known_hashes=self._scanned_hashes if self.cache_file else None,
         )
+
+    def _scanned_hashes(self, paths: list[str]) -> dict[str, str]:
+        """SHA-256 of the files the facts scan hashed and that have not changed since."""
+        files = {path: self.root / path for path in paths}
+        known = cached_hashes(self.cache_file, files.values())
+        return {path: known[file] for path, file in files.items() if file in known}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1
