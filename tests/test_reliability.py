@@ -366,6 +366,23 @@ def processes_with(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            ppid = next(line for line in status.splitlines() if line.startswith("PPid:"))
+            parents[int(entry.name)] = int(ppid.split()[1])
+    tree = [pid]
+    for member in tree:
+        tree += [child for child, parent in parents.items() if parent == member]
+    return tree
+
+
 def start_long_and_short_job(sweep_dir: Path, demo_dir: Path, *overrides: str) -> subprocess.Popen:
     """A sweep of two jobs: job 0 runs until it is killed, job 1 is short."""
     fast = [o for o in FAST if not o.startswith("trainer.max_epochs")]
@@ -449,17 +466,20 @@ def test_a_slurm_sweep_job_killed_outright_fails_alone(tmp_path: Path, demo_dir:
     try:
         job_dir = sweep_dir / "0_icons-location_seed0"
         wait_for(lambda: (job_dir / "logs" / "metrics.csv").is_file(), timeout=300, process=sweep)
-        # submitit's folder of a local job is named by its process id; its log names the job.
+        # submitit's folder of a local job is named by the id of the process that runs its
+        # task in a child; its log names the job. SLURM kills a job whole: so does this test.
         logs = [
             log
             for log in (sweep_dir / ".submitit").glob("*/*_log.*")
             if job_dir.name in log.read_text(errors="replace")
         ]
         assert logs, list((sweep_dir / ".submitit").glob("*/*"))
-        os.kill(int(logs[0].parent.name), signal.SIGKILL)
+        for pid in process_tree(int(logs[0].parent.name)):
+            os.kill(pid, signal.SIGKILL)
         _, stderr = sweep.communicate(timeout=300)
     finally:
         sweep.kill()
+    assert not processes_with(str(sweep_dir)), "a process of the sweep outlived it"
     assert sweep.returncode == 1
     rows = read_csv(sweep_dir / "summary.csv")
     assert [r["status"] for r in rows] == ["failed", "ok"]
