@@ -207,6 +207,10 @@ def test_an_image_that_breaks_during_the_run_is_replaced_not_fatal(tmp_path: Pat
 def test_a_fresh_start_in_a_used_folder_draws_its_own_split(compose_train, tmp_path: Path):
     train(compose_train("task=icons/location", "trainer.max_epochs=1", "seed=0"))
     first = (tmp_path / "run" / "split.csv").read_text()
+    # A fresh start that fails leaves no result of the run before it.
+    with pytest.raises(ValueError):
+        train(compose_train("task=icons/location", "seed=1", "resume=false", "model.name=nonesuch"))
+    assert not (tmp_path / "run" / "result.json").exists()
     train(compose_train("task=icons/location", "trainer.max_epochs=1", "seed=1", "resume=false"))
     assert (tmp_path / "run" / "split.csv").read_text() != first
     hyper = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)

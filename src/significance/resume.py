@@ -22,6 +22,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from significance.models.module import read_checkpoint
+from significance.processes import RESULT_FILE
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,11 @@ def checkpoint_to_resume(resume: Any, output_dir: Path) -> Path | None:
 def discard_previous_split(output_dir: Path) -> None:
     """A fresh start in a used folder draws its split anew (its seed, data or task may differ).
 
-    Call on rank 0 only, before `fit`: the other ranks read the split this run then writes.
+    The previous result goes too: should this run fail, no figure of the last one stands in
+    for it (in `summary.csv`, say). Call on rank 0 only, before `fit`: the other ranks read
+    the split this run then writes.
     """
-    for name in ("split.csv", "skipped.csv"):
+    for name in ("split.csv", "skipped.csv", RESULT_FILE):
         if (output_dir / name).is_file():
             log.info("Starting afresh: the previous %s in %s is replaced", name, output_dir)
             (output_dir / name).unlink()
