@@ -35,6 +35,41 @@ def test_vgg16_keeps_vgg_head_with_the_last_layer_replaced():
     assert model.classifier[-1].out_features == 5
 
 
+@pytest.fixture
+def imagenet_vgg16(monkeypatch) -> nn.Module:
+    """A VGG16 standing in for ImageNet's, served by the weights loader (no 528 MB file)."""
+    reference = torchvision.models.vgg16()
+    monkeypatch.setattr(
+        "significance.models.build.load_imagenet_state_dict",
+        lambda name, weights="DEFAULT": reference.state_dict(),
+    )
+    return reference
+
+
+def test_new_head_keeps_only_the_convolutions_of_the_weights(imagenet_vgg16: nn.Module):
+    # The study's VGG: a classifier built afresh with PyTorch's default initialisation.
+    model = build_classifier("vgg16", num_classes=3, pretrained=True, head="new")
+    assert torch.equal(model.features[0].weight, imagenet_vgg16.features[0].weight)
+    for index in (0, 3):
+        weight = model.classifier[index].weight
+        assert not torch.equal(weight, imagenet_vgg16.classifier[index].weight)
+        bound = 1 / weight.shape[1] ** 0.5  # nn.Linear's default: uniform in +-1/sqrt(fan_in)
+        assert weight.abs().max() <= bound and weight.abs().max() > 0.9 * bound
+    assert model.classifier[-1].out_features == 3
+
+
+def test_pretrained_head_keeps_the_first_two_linear_layers(imagenet_vgg16: nn.Module):
+    model = build_classifier("vgg16", num_classes=3, pretrained=True, head="pretrained")
+    for index in (0, 3):
+        assert torch.equal(model.classifier[index].weight, imagenet_vgg16.classifier[index].weight)
+    assert model.classifier[-1].out_features == 3
+
+
+def test_an_unknown_head_is_refused():
+    with pytest.raises(ValueError, match=r"model\.head"):
+        build_classifier("vgg16", num_classes=3, head="frozen")
+
+
 def test_preprocessing_follows_the_weights():
     vgg = preprocessing_for("vgg16", None)
     assert vgg.image_size == 224 and vgg.mean == (0.485, 0.456, 0.406)

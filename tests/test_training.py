@@ -42,10 +42,17 @@ def test_checkpoint_is_self_describing_and_loads_with_weights_only(compose_train
     hyper = checkpoint["hyper_parameters"]
     assert hyper["task"]["classes"] == ["cyprus", "italy", "other"]
     assert hyper["preprocessing"]["image_size"] == 32
-    assert hyper["model"]["name"] == "tiny_vgg"
+    assert hyper["model"]["name"] == "tiny_vgg" and hyper["model"]["head"] == "pretrained"
     assert hyper["seed"] == 0 and Path(hyper["split_file"]).name == "split.csv"
     model = load_classifier(result["checkpoint"])
     assert model.task.id == "frescoes/location"
+
+
+def test_the_papers_recipe_is_the_studys_vgg16_with_a_new_head(compose_train):
+    cfg = compose_train("experiment=paper", fast=False)
+    assert cfg.model.name == "vgg16" and cfg.model.head == "new" and cfg.model.pretrained
+    assert cfg.trainer.max_epochs == 50 and cfg.optimizer.lr == 1e-5 and cfg.optimizer.amsgrad
+    assert cfg.data.batch_size == 32 and cfg.trainer.precision == "32-true"
 
 
 def test_best_checkpoint_is_chosen_on_validation_not_test(compose_train, tmp_path: Path):

@@ -14,6 +14,10 @@ from significance.data.transforms import Preprocessing
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TINY_MODEL = "tiny_vgg"
+# model.head: `new`, every linear layer of the classifier with PyTorch's default initialisation
+# (the study's VGG16: only the convolutions come from ImageNet); `pretrained`, the weights'
+# own linear layers kept and only the last one replaced.
+HEADS = ("new", "pretrained")
 
 
 class PretrainedWeightsMissing(Exception):
@@ -49,20 +53,36 @@ def tiny_vgg(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
 
 
 def build_classifier(
-    name: str, num_classes: int, pretrained: bool = False, weights: str = "DEFAULT"
+    name: str,
+    num_classes: int,
+    pretrained: bool = False,
+    weights: str = "DEFAULT",
+    head: str = "pretrained",
 ) -> nn.Module:
     """A classification model `name` with its last layer sized for `num_classes`.
 
     `pretrained` loads torchvision's `weights` (ImageNet) from the torch hub cache, downloading
     them once if there is a network; the new last layer always starts from random weights.
+    `head="new"` also starts every other linear layer afresh (see `HEADS`).
     """
+    if head not in HEADS:
+        raise ValueError(f"model.head must be one of {HEADS}, got {head!r}")
     if name == TINY_MODEL:
         return tiny_vgg(num_classes=num_classes)
     model = torchvision.models.get_model(name, weights=None)
     if pretrained:
         model.load_state_dict(load_imagenet_state_dict(name, weights))
+    if head == "new":
+        _reset_linear_layers(model)
     _replace_last_linear(model, num_classes)
     return model
+
+
+def _reset_linear_layers(model: nn.Module) -> None:
+    """PyTorch's default initialisation for every `nn.Linear`, as a freshly built layer has."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()
 
 
 def _replace_last_linear(model: nn.Module, num_classes: int) -> None:

@@ -66,6 +66,8 @@ class ArtworkClassifier(L.LightningModule):
             num_classes,
             bool(model.get("pretrained")),
             model.get("weights", "DEFAULT"),
+            # Checkpoints made before model.head existed kept ImageNet's linear layers.
+            model.get("head", "pretrained"),
         )
         # Module.to(device) keeps each tensor's layout: NHWC set here stays on the GPU.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
