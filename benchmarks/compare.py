@@ -159,10 +159,13 @@ def measure_ours(phase: str, args: argparse.Namespace, device: torch.device) -> 
         seconds = 0.0
         for _ in range(args.epochs):
             started = time.perf_counter()
-            for images, _targets in loader:
+            for images, _targets, aspects in loader:
                 # What on_after_batch_transfer does in training, without a Trainer.
                 images = augment(
-                    images.to(device).float(), datamodule.augmentation, datamodule.augment_generator
+                    images.to(device).float(),
+                    datamodule.augmentation,
+                    datamodule.augment_generator,
+                    aspects,
                 )
                 normalize(images, preprocessing)
             seconds = time.perf_counter() - started

@@ -48,6 +48,20 @@ def test_cache_returns_exactly_what_decoding_returns(tmp_path: Path):
     _assert_matches_decoding(cache, tmp_path / "collection", names)
 
 
+def test_cache_records_each_upright_photographs_full_size(tmp_path: Path, monkeypatch):
+    # Rotation happens in the source's frame, so the cache keeps its shape, turned upright.
+    names = _write_images(tmp_path / "collection")
+    root = tmp_path / "collection"
+    open_image_cache(tmp_path / "cache", root, names, SIZE)
+    monkeypatch.setattr("significance.data.cache.load_image", _fail)
+    cache = open_image_cache(tmp_path / "cache", root, names, SIZE)  # from the index alone
+    for index, name in enumerate(names):
+        height = 40 + 7 * index
+        # The JPEGs carry EXIF orientation 6 (a quarter turn): upright, they stand tall.
+        expected = (height, 60) if name.endswith(".jpg") else (60, height)
+        assert cache.upright_size(name) == expected, name
+
+
 def test_second_open_decodes_nothing(tmp_path: Path, monkeypatch):
     names = _write_images(tmp_path / "collection")
     open_image_cache(tmp_path / "cache", tmp_path / "collection", names, SIZE)

@@ -203,7 +203,7 @@ def test_an_image_that_breaks_during_the_run_is_replaced_not_fatal(tmp_path: Pat
     samples = [Sample("a.png", "gold", "a.png"), Sample("b.png", "silver", "b.png")]
     training = ArtworkImages(tmp_path, samples, ("gold", "silver"), 4, replace_unreadable=True)
     (tmp_path / "a.png").write_bytes(b"broken after indexing")
-    pixels, target = training[0]
+    pixels, target, _aspect = training[0]
     assert target == 1 and pixels.shape == (3, 4, 4) and pixels[1].min() == 200
     # A test (or validation) image is never replaced: that would count another one twice.
     test = ArtworkImages(tmp_path, samples, ("gold", "silver"), 4)

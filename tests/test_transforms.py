@@ -1,7 +1,17 @@
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
+from torchvision import transforms
+from torchvision.transforms import functional
 
-from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
+from significance.data.transforms import (
+    Augmentation,
+    Preprocessing,
+    augment,
+    normalize,
+    rotate_resized,
+)
 
 
 def test_no_augmentation_is_identity():
@@ -50,3 +60,42 @@ def test_device_augmentation_matches_cpu_on_a_fixed_seed(device: str):
     on_cpu = augment(images, Augmentation(), torch.Generator().manual_seed(5))
     on_device = augment(images.to(device), Augmentation(), torch.Generator().manual_seed(5))
     assert (on_device.cpu() != on_cpu).float().mean() < 0.01
+
+
+def _photograph(width: int, height: int, noise: float, seed: int = 0) -> Image.Image:
+    """A generated photograph: smooth colour waves, a few solid shapes, pixel noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    waves = [
+        128 + 100 * np.sin(2 * np.pi * (fx * x + fy * y) + phase)
+        for fx, fy, phase in rng.uniform(0.5, 3, (3, 3))
+    ]
+    image = Image.fromarray(np.stack(waves, -1).clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        left, top = rng.integers(0, width - 300), rng.integers(0, height - 300)
+        size = rng.integers(100, 300, 2)
+        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+        draw.ellipse([left, top, left + size[0], top + size[1]], fill=colour)
+    pixels = np.asarray(image).astype(float) + rng.normal(0, noise, (height, width, 3))
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def _tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
+
+
+@pytest.mark.parametrize("width,height", [(1600, 1200), (1200, 1600)])
+@pytest.mark.parametrize("noise", [0.0, 20.0])
+def test_rotation_of_the_resized_image_is_the_studys_rotation_at_full_size(
+    width: int, height: int, noise: float
+):
+    # The study: RandomRotation on the full photograph (nearest, black corners), then
+    # Resize([224, 224]). Both from one decoded image, so that decoding plays no part.
+    photograph = _photograph(width, height, noise)
+    resized = _tensor(photograph.resize((224, 224), Image.Resampling.BILINEAR))[None]
+    for angle in (10.0, 20.0, 30.0, -25.0):
+        original = transforms.Resize([224, 224])(functional.rotate(photograph, angle))
+        ours = rotate_resized(resized, torch.tensor([angle]), torch.tensor([height / width]))
+        difference = (ours[0] - _tensor(original)).abs().mean().item()
+        assert difference <= 8, f"{width}x{height} at {angle} degrees: {difference:.1f}/255"

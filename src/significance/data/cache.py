@@ -2,7 +2,8 @@
 
 One cache folder per (collection, image size) holds `images-<token>.npy`, an N x 3 x S x S
 uint8 array read through a memory map, and `index.json`, which maps every file to its size,
-modification time and SHA-256, and every content hash to its row. A file whose size or
+modification time and SHA-256, and every content hash to its row and to the upright
+photograph's full width and height (augmentation rotates in that frame). A file whose size or
 modification time changed is hashed again; a file whose content changed is decoded again;
 a change of the preprocessing (image size, this format, the Pillow version) starts a new
 array. Builds run under a file lock and land by atomic renames, so any number of processes
@@ -25,6 +26,7 @@ import PIL
 from filelock import FileLock
 
 from significance.data.images import (
+    UPRIGHT_SIZE,
     UnreadableImageError,
     file_sha256,
     image_to_array,
@@ -34,17 +36,24 @@ from significance.data.images import (
 log = logging.getLogger(__name__)
 
 # Bump when `load_image` changes what it returns, so that older caches are rebuilt.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 INDEX_FILE = "index.json"
 
 
 class ImageCache:
     """Read-only view of a built cache: `cache[path]` is the 3 x S x S uint8 image of `path`."""
 
-    def __init__(self, folder: Path, images: np.ndarray, rows: dict[str, int]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        images: np.ndarray,
+        rows: dict[str, int],
+        sizes: dict[str, tuple[int, int]],
+    ) -> None:
         self.folder = folder
         self.images = images
         self.rows = rows
+        self.sizes = sizes
 
     def __contains__(self, path: str) -> bool:
         return path in self.rows
@@ -52,13 +61,22 @@ class ImageCache:
     def __getitem__(self, path: str) -> np.ndarray:
         return self.images[self.rows[path]]
 
+    def upright_size(self, path: str) -> tuple[int, int]:
+        """The full-size (width, height) of the upright photograph cached for `path`."""
+        return self.sizes[path]
+
     def __getstate__(self) -> dict:
         # Pickling a memmap copies its data: DataLoader workers started by spawn or forkserver
         # (macOS, Python 3.14+) would each get the whole array. Send the file's name instead.
-        return {"folder": self.folder, "file": self.images.filename, "rows": self.rows}
+        return {
+            "folder": self.folder,
+            "file": self.images.filename,
+            "rows": self.rows,
+            "sizes": self.sizes,
+        }
 
     def __setstate__(self, state: dict) -> None:
-        self.folder, self.rows = state["folder"], state["rows"]
+        self.folder, self.rows, self.sizes = state["folder"], state["rows"], state["sizes"]
         self.images = np.load(state["file"], mmap_mode="r")
 
 
@@ -139,6 +157,7 @@ def _read_index(folder: Path, image_size: int) -> dict:
         "images": None,
         "files": {},
         "rows": {},
+        "sizes": {},
     }
     try:
         index = json.loads((folder / INDEX_FILE).read_text())
@@ -153,22 +172,24 @@ def _read_index(folder: Path, image_size: int) -> dict:
 
 def _open(folder: Path, index: dict, records: dict[str, list]) -> ImageCache:
     images = np.load(folder / index["images"], mmap_mode="r")
-    rows = {
-        path: index["rows"][record[2]]
-        for path, record in records.items()
-        if record[2] in index["rows"]  # a file that would not decode is not in the cache
-    }
-    return ImageCache(folder, images, rows)
+    # A file that would not decode is not in the cache.
+    cached = {path: record[2] for path, record in records.items() if record[2] in index["rows"]}
+    rows = {path: index["rows"][sha] for path, sha in cached.items()}
+    sizes = {path: tuple(index["sizes"][sha]) for path, sha in cached.items()}
+    return ImageCache(folder, images, rows, sizes)
 
 
-def _decode_into(images: np.ndarray, row: int, path: Path, image_size: int) -> bool:
-    """Decode `path` into `images[row]`; False (logged) when it cannot be decoded."""
+def _decode_into(
+    images: np.ndarray, row: int, path: Path, image_size: int
+) -> tuple[int, int] | None:
+    """Decode `path` into `images[row]`, return its upright size; None (logged) on failure."""
     try:
-        images[row] = image_to_array(load_image(path, image_size)).transpose(2, 0, 1)
+        image = load_image(path, image_size)
     except UnreadableImageError as error:
         log.error("Image cache: left out, unreadable: %s", error)
-        return False
-    return True
+        return None
+    images[row] = image_to_array(image).transpose(2, 0, 1)
+    return image.info[UPRIGHT_SIZE]
 
 
 def _rebuild(
@@ -213,7 +234,7 @@ def _rebuild(
             images[rows[sha]] = old[old_rows[sha]]
 
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-        decoded = list(
+        sizes = list(
             pool.map(
                 _decode_into,
                 [images] * len(source),
@@ -224,8 +245,10 @@ def _rebuild(
         )
     images.flush()
     del images, old
-    failed = {sha for sha, ok in zip(source, decoded, strict=True) if not ok}
+    decoded = {sha: size for sha, size in zip(source, sizes, strict=True) if size is not None}
+    failed = set(source) - set(decoded)
     rows = {sha: row for sha, row in rows.items() if sha not in failed}
+    kept_sizes = {sha: size for sha, size in index["sizes"].items() if sha in rows}
     files = {path: record for path, record in files.items() if record[2] not in failed}
     os.replace(partial, folder / images_name)
     new_index = {
@@ -233,6 +256,7 @@ def _rebuild(
         "images": images_name,
         "files": files,
         "rows": rows,
+        "sizes": {**kept_sizes, **{sha: list(size) for sha, size in decoded.items()}},
     }
     partial_index = folder / f"{INDEX_FILE}.{token}.partial"
     partial_index.write_text(json.dumps(new_index))

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from significance.data.cache import ImageCache, open_image_cache
 from significance.data.collection import Sample, SkippedFile, index_collection
 from significance.data.demo import demo_spec, ensure_demo_collection
-from significance.data.images import UnreadableImageError, load_image
+from significance.data.images import UPRIGHT_SIZE, UnreadableImageError, load_image
 from significance.data.scan import cached_hashes
 from significance.data.split import read_split, split_stratified, write_split
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class ArtworkImages(Dataset):
-    """Samples of one split as (uint8 CHW image, class index) pairs."""
+    """Samples of one split as (uint8 CHW image, class index, source height / width)."""
 
     def __init__(
         self,
@@ -48,14 +48,16 @@ class ArtworkImages(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, float]:
         sample = self.samples[index]
         if self.cache is not None and sample.path in self.cache:
             pixels = torch.from_numpy(np.array(self.cache[sample.path]))
-            return pixels, self.class_index[sample.label]
+            width, height = self.cache.upright_size(sample.path)
+            return pixels, self.class_index[sample.label], height / width
         sample, image = self._load_from(index)
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
-        return pixels, self.class_index[sample.label]
+        width, height = image.info[UPRIGHT_SIZE]
+        return pixels, self.class_index[sample.label], height / width
 
     def _load_from(self, index: int) -> tuple[Sample, Image.Image]:
         """The sample at `index`, or, if its file broke after indexing, the next one that loads.
@@ -238,11 +240,14 @@ class ArtworkDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
-        """Augment (training only) and normalise on the device the model runs on."""
-        images, targets = batch
+        """Augment (training only) and normalise on the device the model runs on.
+
+        Rotation happens in each source photograph's frame (its height / width rides along).
+        """
+        images, targets, aspects = batch
         images = images.float()
         if self.trainer is not None and self.trainer.training:
-            images = augment(images, self.augmentation, self.augment_generator)
+            images = augment(images, self.augmentation, self.augment_generator, aspects)
         return normalize(images, self.preprocessing), targets
 
 

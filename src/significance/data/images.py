@@ -20,6 +20,13 @@ IMAGE_SUFFIXES = frozenset(
 # first, which is allowed only up to this multiple of the limit (4 x 89 M pixels: ~1 GB RGB).
 LARGE_IMAGE_FACTOR = 4
 
+# The key of `load_image`'s result `info` that holds the upright full-size (width, height).
+UPRIGHT_SIZE = "upright_size"
+EXIF_ORIENTATION = 0x0112
+
+# Pillow's default `Image.MAX_IMAGE_PIXELS`, used when a caller has set it to None.
+PILLOW_DEFAULT_PIXEL_LIMIT = 1024 * 1024 * 1024 // 4 // 3
+
 # Pillow's own guard is one global; it is lifted only while this module opens a header.
 _guard_lock = threading.Lock()
 
@@ -30,7 +37,9 @@ class UnreadableImageError(Exception):
 
 def pixel_limit() -> int:
     """Pillow's decompression-bomb limit in pixels as set now (tests may lower it)."""
-    return int(Image.MAX_IMAGE_PIXELS or Image.MAX_IMAGE_PIXELS_DEFAULT)
+    # Under the lock: another thread's `open_image` lifts the limit for a moment.
+    with _guard_lock:
+        return int(Image.MAX_IMAGE_PIXELS or PILLOW_DEFAULT_PIXEL_LIMIT)
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -54,10 +63,12 @@ def load_image(path: str | Path, size: int | None = None) -> Image.Image:
     Large JPEGs are decoded at reduced scale straight away (`draft`), which is much faster.
     Images above Pillow's decompression-bomb limit are decoded at reduced size (JPEG draft,
     then `Image.reduce`) to at most the limit, never refused unless a full decode of them
-    would pass `LARGE_IMAGE_FACTOR` times the limit.
+    would pass `LARGE_IMAGE_FACTOR` times the limit. `image.info[UPRIGHT_SIZE]` keeps the
+    upright photograph's full width and height: augmentation rotates in that frame.
     """
     try:
         with open_image(path) as image:
+            upright = _upright_size(image)
             limit = pixel_limit()
             if image.format == "JPEG":
                 # draft picks a DCT scale no smaller than the request: quality is kept, and
@@ -83,7 +94,17 @@ def load_image(path: str | Path, size: int | None = None) -> Image.Image:
         raise UnreadableImageError(f"{path}: {error}") from error
     if size is not None and image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
+    image.info[UPRIGHT_SIZE] = upright
     return image
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height of the full-size photograph once turned upright by its EXIF tag."""
+    width, height = image.size
+    # Orientations 5 to 8 turn the image by a quarter: width and height trade places.
+    if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+        return height, width
+    return width, height
 
 
 def _within(size: tuple[int, int], limit: int) -> tuple[int, int]:

@@ -7,7 +7,6 @@ as torchvision's per-image transforms would give it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -52,35 +51,57 @@ def normalize(images: torch.Tensor, preprocessing: Preprocessing) -> torch.Tenso
 
 
 def augment(
-    images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    augmentation: Augmentation,
+    generator: torch.Generator | None = None,
+    aspects: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Rotate and flip every image of a float NCHW batch with its own random draw.
 
-    Rotation matches `transforms.RandomRotation(degrees)`: an angle uniform in
-    [-degrees, degrees] about the centre, nearest-neighbour sampling, corners filled with 0.
-    Call it before normalisation so that the fill is black, as in the study.
+    Rotation is `transforms.RandomRotation(degrees)` on the full-size photograph followed by
+    the resize to the batch's size, as in the study: an angle uniform in [-degrees, degrees],
+    corners filled with 0 (call it before normalisation, so that they are black). `aspects`
+    gives each source photograph's height / width (default: the batch's own).
     """
     batch, device = images.shape[0], images.device
     # Draws come from a CPU generator, so a seed gives the same augmentation on any device.
     draws = torch.rand(3, batch, generator=generator).to(device)
     if augmentation.rotation_degrees > 0:
-        angles = (draws[0] * 2 - 1) * math.radians(augmentation.rotation_degrees)
-        cos, sin = torch.cos(angles), torch.sin(angles)
-        zeros = torch.zeros_like(cos)
-        # The angle's distribution is symmetric, so the direction convention does not matter.
-        theta = torch.stack(
-            [torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1
-        ).to(images.dtype)
-        height, width = images.shape[-2:]
-        # Non-square images: rotate in pixel units, not in the [-1, 1] box.
-        theta[:, 0, 1] *= height / width
-        theta[:, 1, 0] *= width / height
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        images = F.grid_sample(
-            images, grid, mode="nearest", padding_mode="zeros", align_corners=False
-        )
+        angles = (draws[0] * 2 - 1) * augmentation.rotation_degrees
+        images = rotate_resized(images, angles, aspects)
     flip_h = draws[1] < augmentation.horizontal_flip
     flip_v = draws[2] < augmentation.vertical_flip
     images = torch.where(flip_h.view(-1, 1, 1, 1), images.flip(-1), images)
     images = torch.where(flip_v.view(-1, 1, 1, 1), images.flip(-2), images)
     return images
+
+
+def rotate_resized(
+    images: torch.Tensor, degrees: torch.Tensor, aspects: torch.Tensor | None = None
+) -> torch.Tensor:
+    """What rotating each full-size photograph by `degrees` (counter-clockwise, about its
+    centre, as `torchvision.transforms.functional.rotate`) and then resizing it to the batch's
+    size gives, computed from the resized images alone.
+
+    In the photograph's frame the rotation is R; the resize scales each axis by its own factor
+    S, so the batch sees S·R·S⁻¹ (a rotation of a 4:3 photograph is rotation plus shear once
+    squashed square). Sampled bilinearly, as the study's antialiased resize smooths.
+    """
+    height, width = images.shape[-2:]
+    if aspects is None:
+        aspects = torch.full((images.shape[0],), height / width)
+    aspects = aspects.to(device=images.device, dtype=images.dtype)
+    radians = torch.deg2rad(degrees.to(device=images.device, dtype=images.dtype))
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    zeros = torch.zeros_like(cos)
+    # affine_grid maps each output point to where it samples from, in [-1, 1] coordinates,
+    # which are the photograph's own scaled by its width and height (y points down).
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin * aspects, zeros], 1),
+            torch.stack([sin / aspects, cos, zeros], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
