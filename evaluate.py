@@ -31,6 +31,7 @@ def main(cfg: DictConfig) -> None:
             num_workers=cfg.num_workers,
             device=cfg.accelerator,
             cache_file=cfg.cache_file,
+            exclude_seen=cfg.exclude_seen,
         )
         return
     if cfg.ckpt is None:
@@ -45,6 +46,7 @@ def main(cfg: DictConfig) -> None:
         accelerator=cfg.accelerator,
         cache_dir=cfg.cache_dir,
         cache_file=cfg.cache_file,
+        exclude_seen=cfg.exclude_seen,
     )
 
 

@@ -16,7 +16,12 @@ from significance.data.images import image_to_array, load_image
 from significance.data.split import read_split
 from significance.data.transforms import Preprocessing, normalize
 from significance.pipeline import inference
-from significance.pipeline.evaluation import field_metrics, tally, threshold_table
+from significance.pipeline.evaluation import (
+    evaluate_pipeline,
+    field_metrics,
+    tally,
+    threshold_table,
+)
 from significance.pipeline.loading import (
     PipelineError,
     PipelineSpec,
@@ -228,6 +233,25 @@ def test_end_to_end_evaluation_on_images_no_model_trained_on(sweep_dir, spec, de
         assert answered == sorted(answered, reverse=True), task
     assert metrics["thresholds"]["artefact"][0]["acc"] == pytest.approx(metrics["stage1"]["acc"])
     assert "## Thresholds" in (tmp_path / "pipeline_report.md").read_text()
+
+
+def test_end_to_end_evaluation_of_a_copy_leaves_out_the_same_images(
+    sweep_dir, spec, demo_dir, tmp_path
+):
+    # Matched by content: a copy of the training collection elsewhere excludes as much.
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_dir, copy)
+    metrics = evaluate_pipeline(
+        spec, tmp_path / "out", data={"root": str(copy)}, num_workers=0, device="cpu"
+    )
+    trained = set()
+    for job in sweep_dir.glob("*_seed0"):
+        split = read_split(job / "split.csv")
+        trained |= {s.path for name in ("train", "val") for s in split[name]}
+    with (copy / "annotations.csv").open() as handle:
+        labelled = {row["path"] for row in csv.DictReader(handle)}
+    assert metrics["excluded_trained_on"] == len(labelled & trained) > 0
+    assert metrics["images"] == len(labelled - trained)
 
 
 def test_threshold_table_counts_the_answers_left_and_their_accuracy():

@@ -8,7 +8,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from significance.data.collection import index_collection
-from significance.data.split import read_split, split_stratified
+from significance.data.datamodule import draw_split
+from significance.data.split import read_split
 from significance.tasks import discover_tasks
 
 
@@ -43,9 +44,12 @@ def test_two_task_sweep_on_two_ddp_processes(tmp_path: Path, demo_dir: Path):
         assert "MEMBER: 2/2" in process.stdout + process.stderr
     assert len(run_ids) == 2
     # The split every rank read is the one any process computes for this collection, task, seed.
-    task = discover_tasks(CONF_DIR)["icons/location"]
+    tasks = discover_tasks(CONF_DIR)
+    task = tasks["icons/location"]
     samples, _ = index_collection(demo_dir, "annotations", task)
-    expected = split_stratified(samples, seed=0)
+    expected, _ = draw_split(
+        demo_dir, "annotations", "annotations.csv", task, samples, list(tasks.values())
+    )
     recorded = read_split(job_dirs[1] / "split.csv")
     assert {s.path: name for name, part in recorded.items() for s in part} == expected
 

@@ -99,3 +99,9 @@ def test_the_study_scale_experiment_sweeps_every_task_on_a_study_sized_collectio
     assert (study.coins, study.frescoes, study.icons, study.manuscripts) == (2514, 718, 1678, 366)
     with pytest.raises(ValueError, match=r"data\.demo_scale must be one of"):
         demo_spec("huge")
+
+
+def test_a_run_draws_its_split_over_every_configured_task(compose_train):
+    from significance.config import configured_tasks
+
+    assert {task.id for task in configured_tasks(compose_train())} == set(TASK_IDS)

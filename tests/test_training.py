@@ -7,18 +7,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, TASK_IDS, assert_ok, run_script
+from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, run_script
 from crafted_images import CRAFTED, make_crafted
 from PIL import Image
 
 from significance.data import scan
 from significance.data.collection import Sample, read_labels
-from significance.data.datamodule import ArtworkDataModule
-from significance.data.split import read_split, split_stratified
+from significance.data.datamodule import ArtworkDataModule, draw_split
+from significance.data.split import read_split
 from significance.evaluation import evaluate_checkpoint
 from significance.models.module import CheckpointError, load_classifier
-from significance.tasks import Task
+from significance.tasks import Task, discover_tasks
 from significance.training import train
+
+TASKS = list(discover_tasks(CONF_DIR).values())
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
@@ -71,24 +73,66 @@ def _column(path: Path, name: str) -> list[str]:
         return [row[name] for row in csv.DictReader(handle) if row.get(name)]
 
 
-def test_evaluate_on_another_collection_uses_all_its_labelled_images(
+def test_evaluate_on_a_collection_leaves_out_what_the_model_saw_by_content(
     compose_train, tmp_path, demo_dir, monkeypatch
 ):
     result = train(compose_train("task=coins/material"))
+    split = read_split(tmp_path / "run" / "split.csv")
+    # A copy of the training collection elsewhere: its paths match nothing, its contents do.
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_dir, copy)
     facts = tmp_path / "facts.sqlite"
     metrics = evaluate_checkpoint(
-        result["checkpoint"], tmp_path / "other", data={"root": str(demo_dir)}, cache_file=facts
+        result["checkpoint"], tmp_path / "other", data={"root": str(copy)}, cache_file=facts
+    )
+    assert metrics["excluded_seen"] == len(split["train"]) + len(split["val"])
+    supports = [metrics[f"test/support/{c}"] for c in ("gold", "silver", "other")]
+    assert sum(supports) == len(split["test"])
+    everything = evaluate_checkpoint(
+        result["checkpoint"],
+        tmp_path / "all",
+        data={"root": str(copy)},
+        cache_file=facts,
+        exclude_seen=False,
     )
     coins_with_material = 150
-    assert sum(metrics[f"test/support/{c}"] for c in ("gold", "silver", "other")) == (
+    assert everything["excluded_seen"] == 0
+    assert sum(everything[f"test/support/{c}"] for c in ("gold", "silver", "other")) == (
         coins_with_material
     )
     # A second evaluation of the collection reads the facts of its files, scanning none.
     monkeypatch.setattr(scan, "scan_file", lambda path: pytest.fail(f"scanned {path}"))
     again = evaluate_checkpoint(
-        result["checkpoint"], tmp_path / "again", data={"root": str(demo_dir)}, cache_file=facts
+        result["checkpoint"], tmp_path / "again", data={"root": str(copy)}, cache_file=facts
     )
     assert again["test/acc"] == metrics["test/acc"]
+
+
+def test_evaluate_without_the_recorded_split_refuses_unless_told(compose_train, tmp_path):
+    result = train(compose_train("task=icons/location"))
+    (tmp_path / "run" / "split.csv").unlink()
+    root = load_classifier(result["checkpoint"]).hparams["data"]["root"]
+    with pytest.raises(CheckpointError, match="exclude_seen=false"):
+        evaluate_checkpoint(result["checkpoint"], tmp_path / "e", data={"root": root})
+    metrics = evaluate_checkpoint(
+        result["checkpoint"], tmp_path / "e", data={"root": root}, exclude_seen=False
+    )
+    assert metrics["excluded_seen"] == 0
+
+
+def test_a_split_file_without_hashes_still_reads_and_excludes(compose_train, tmp_path):
+    # Format 1 (before the SHA-256 column): the training collection's files are hashed.
+    result = train(compose_train("task=icons/location"))
+    split_file = tmp_path / "run" / "split.csv"
+    parts = read_split(split_file)
+    lines = split_file.read_text().splitlines()
+    assert lines[0].startswith("# significance split format")
+    old = ["path,label,group,split"] + [",".join(line.split(",")[:4]) for line in lines[2:]]
+    split_file.write_text("\n".join(old) + "\n")
+    assert all(not s.sha256 for part in read_split(split_file).values() for s in part)
+    root = load_classifier(result["checkpoint"]).hparams["data"]["root"]
+    metrics = evaluate_checkpoint(result["checkpoint"], tmp_path / "e", data={"root": root})
+    assert metrics["excluded_seen"] == len(parts["train"]) + len(parts["val"])
 
 
 def test_a_truncated_or_foreign_checkpoint_gets_a_message(tmp_path: Path):
@@ -169,8 +213,13 @@ def test_a_collection_with_bad_files_trains_to_the_end(compose_train, tmp_path, 
         csv.writer(handle).writerows([f"bad/{name}", "coins", "gold", *[""] * 5] for name in bad)
     # The split the same table gets were the bad files readable (no decode: labels only).
     task = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
-    readable_all = split_stratified(
-        read_labels(root, "annotations", task, "annotations.csv"), seed=0
+    readable_all, _ = draw_split(
+        root,
+        "annotations",
+        "annotations.csv",
+        task,
+        read_labels(root, "annotations", task, "annotations.csv"),
+        TASKS,
     )
     result = train(
         compose_train("task=coins/material", f"data.root={root}", "trainer.max_epochs=1")

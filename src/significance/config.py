@@ -21,16 +21,26 @@ def register_resolvers() -> None:
 def config_dirs(config: DictConfig | None = None) -> list[Path]:
     """The folders Hydra composes this run's configuration from (`conf/`, `--config-dir`).
 
-    Read from `config`'s `hydra.runtime` when given, else from the running job's.
+    Read from `config`'s `hydra.runtime` when it has one, else from the running job's.
     """
-    if config is None:
+    config = OmegaConf.select(config, "hydra") if config is not None else None
+    if config is None:  # a job's config holds no hydra node: the running job's then
         from hydra.core.hydra_config import HydraConfig
 
+        if not HydraConfig.initialized():
+            return []
         config = HydraConfig.get()
-    else:
-        config = OmegaConf.select(config, "hydra")
     sources = OmegaConf.select(config, "runtime.config_sources") or []
     return [Path(s.path) for s in sources if s.schema == "file" and Path(s.path).is_dir()]
+
+
+def configured_tasks(config: DictConfig) -> list[Any]:
+    """Every task under `task/` in the search path of `config` (empty outside Hydra)."""
+    tasks: dict[str, Any] = {}
+    for directory in config_dirs(config):
+        if (directory / "task").is_dir():
+            tasks.update(discover_tasks(directory))
+    return list(tasks.values())
 
 
 def all_tasks(*, _root_: DictConfig) -> str:
@@ -40,13 +50,10 @@ def all_tasks(*, _root_: DictConfig) -> str:
     sweeper resolves it before any job runs (no HydraConfig yet): the search path is read from
     the config being resolved.
     """
-    tasks: dict[str, Any] = {}
-    for directory in config_dirs(_root_):
-        if (directory / "task").is_dir():
-            tasks.update(discover_tasks(directory))
+    tasks = configured_tasks(_root_)
     if not tasks:
         raise ValueError("no task files found under task/ in the config search path")
-    return ",".join(sorted(tasks))
+    return ",".join(sorted(task.id for task in tasks))
 
 
 def to_plain(config: DictConfig | Any) -> Any:

@@ -11,9 +11,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from significance.data.collection import index_collection
+from significance.data.collection import Sample, index_collection, table_path
 from significance.data.datamodule import ArtworkDataModule, write_skipped
-from significance.data.split import write_split
+from significance.data.images import file_sha256
+from significance.data.split import read_split, write_split
 from significance.models.module import ArtworkClassifier, CheckpointError, load_classifier
 from significance.reporting.evaluation_report import write_evaluation_report
 
@@ -30,12 +31,14 @@ def evaluate_checkpoint(
     accelerator: str = "auto",
     cache_dir: str | Path | None = None,
     cache_file: str | Path | None = None,
+    exclude_seen: bool = True,
 ) -> dict[str, Any]:
     """Test `ckpt` on a single device, write `metrics.json` into `output_dir`, return the metrics.
 
     Without `data.root`, the images are the test split that the training run wrote down
     (`split_file`, by default the one its checkpoint names). With `data.root`, every labelled
-    image of that collection for the checkpoint's task is used instead. With `cache_dir`,
+    image of that collection for the checkpoint's task is used instead, less those the model
+    trained or validated on, matched by content (`exclude_seen`; `seen_images`). With `cache_dir`,
     decoded images are read from (and added to) the image cache there; with `cache_file`, the
     facts of scanned files (see `index_collection`).
     """
@@ -44,6 +47,7 @@ def evaluate_checkpoint(
     model = load_classifier(ckpt)
     trained_on = dict(model.hparams.get("data") or {})
     other = {key: value for key, value in (data or {}).items() if value is not None}
+    excluded = 0
     if other.get("root"):
         data_config = {"layout": "annotations", "annotations_file": "annotations.csv", **other}
         split_file = output_dir / "split.csv"
@@ -54,6 +58,8 @@ def evaluate_checkpoint(
             data_config["annotations_file"],
             cache_file,
         )
+        if exclude_seen:
+            samples, excluded = unseen_samples(samples, ckpt, model, data_config["root"])
         write_split(split_file, samples, dict.fromkeys((s.path for s in samples), "test"))
         write_skipped(output_dir / "skipped.csv", skipped)
     else:
@@ -76,6 +82,7 @@ def evaluate_checkpoint(
     metrics["task"] = model.task.id
     metrics["data_root"] = str(data_config["root"])
     metrics["split_file"] = str(split_file)
+    metrics["excluded_seen"] = excluded
     write_json(output_dir / "metrics.json", metrics)
     # The test loader keeps the dataset's order: prediction i is test sample i.
     table = write_evaluation_report(
@@ -102,6 +109,62 @@ def recorded_split_file(ckpt: str | Path, model: ArtworkClassifier) -> Path:
         f"the split of the run that made {ckpt} is not at {recorded} nor at {beside}; "
         "pass split_file=... or data.root=... to evaluate on a collection"
     )
+
+
+def unseen_samples(
+    samples: list[Sample], ckpt: str | Path, model: ArtworkClassifier, root: str | Path
+) -> tuple[list[Sample], int]:
+    """The samples whose content the model never trained or validated on, and how many not."""
+    try:
+        split_file = recorded_split_file(ckpt, model)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"{error}. Without it the images {ckpt} trained on cannot be left out; pass "
+            "exclude_seen=false to score every labelled image anyway"
+        ) from None
+    seen = seen_images(split_file, (model.hparams.get("data") or {}).get("root"))
+    unseen = [sample for sample in samples if sample.sha256 not in seen]
+    excluded = len(samples) - len(unseen)
+    log.info(
+        "Left out %d of %d images of %s: the model trained or validated on them (%s)",
+        excluded,
+        len(samples),
+        root,
+        split_file,
+    )
+    if not unseen:
+        raise CheckpointError(
+            f"every labelled image of {root} for {model.task.id} is one that {ckpt} trained or "
+            "validated on: nothing is left to evaluate"
+        )
+    return unseen, excluded
+
+
+def seen_images(split_file: str | Path, root: str | Path | None) -> set[str]:
+    """SHA-256 of the train and val images of a recorded split.
+
+    A split written before it recorded them (format 1) is hashed from the files under the
+    training collection `root`; files gone from there are logged and cannot be matched.
+    """
+    split = read_split(split_file)
+    seen, gone = set(), []
+    for sample in (*split["train"], *split["val"]):
+        if sample.sha256:
+            seen.add(sample.sha256)
+        elif root is not None and (Path(root) / table_path(sample.path)).is_file():
+            seen.add(file_sha256(Path(root) / table_path(sample.path)))
+        else:
+            gone.append(sample.path)
+    if gone:
+        log.warning(
+            "%d training images of %s have no recorded SHA-256 and are not under %s (e.g. %s): "
+            "copies of them cannot be recognised",
+            len(gone),
+            split_file,
+            root,
+            gone[0],
+        )
+    return seen
 
 
 def run_test(

@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from significance.config import to_plain
+from significance.config import configured_tasks, to_plain
 from significance.data.datamodule import ArtworkDataModule, check_global_batch
 from significance.evaluation import evaluate_checkpoint, write_json
 from significance.memory import keep_freed_memory
@@ -62,7 +62,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     preprocessing = preprocessing_for(cfg.model.name, cfg.model.image_size, cfg.model.weights)
     split_file = output_dir / "split.csv"
     datamodule = ArtworkDataModule(
-        task=task, preprocessing=preprocessing, split_file=split_file, **to_plain(cfg.data)
+        task=task,
+        preprocessing=preprocessing,
+        split_file=split_file,
+        collection_tasks=configured_tasks(cfg),
+        **to_plain(cfg.data),
     )
     model = ArtworkClassifier(
         task=task.to_dict(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class Sample:
     path: str
     label: str
     group: str
+    # The file's content: what tells an image apart wherever the collection is copied.
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def index_collection(
     for sample in samples:
         found = facts[root / sample.path]
         if found.problem is None:
-            readable.append(sample)
+            readable.append(replace(sample, sha256=found.sha256))
         else:
             skipped.append(SkippedFile(sample.path, found.reason, sample))
     if skipped:
@@ -122,6 +125,24 @@ def read_labels(root: Path, layout: str, task: Task, annotations_file: str) -> l
     if not samples:
         raise CollectionError(f"no labelled images for task {task.id} in {root} ({layout})")
     return samples
+
+
+def collection_labels(
+    root: Path, layout: str, tasks: Iterable[Task], annotations_file: str = "annotations.csv"
+) -> list[Sample]:
+    """Every image of the collection once per task it is labelled for, labelled `<task>=<class>`.
+
+    What the collection's one split is stratified on; tasks the collection does not serve
+    (no column, no labels, other class folders) are left out. Files are not read.
+    """
+    labels = []
+    for task in tasks:
+        try:
+            samples = read_labels(root, layout, task, annotations_file)
+        except CollectionError:
+            continue
+        labels.extend(Sample(s.path, f"{task.id}={s.label}", s.group) for s in samples)
+    return labels
 
 
 def merge_duplicate_groups(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -14,11 +15,23 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from significance.data.cache import ImageCache, open_image_cache
-from significance.data.collection import Sample, SkippedFile, index_collection
+from significance.data.collection import (
+    Sample,
+    SkippedFile,
+    collection_labels,
+    index_collection,
+)
 from significance.data.demo import demo_spec, ensure_demo_collection
 from significance.data.images import UPRIGHT_SIZE, UnreadableImageError, load_image
 from significance.data.scan import cached_hashes
-from significance.data.split import read_split, split_stratified, write_split
+from significance.data.split import (
+    class_shares,
+    read_split,
+    split_collection,
+    split_stratified,
+    test_overlap,
+    write_split,
+)
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
 from significance.speed import cores_per_process
 from significance.tasks import Task
@@ -112,9 +125,12 @@ class ArtworkDataModule(L.LightningDataModule):
         duplicate_distance: int = 6,
         cache: bool = True,
         cache_dir: str | Path = "data/cache",
+        collection_tasks: Sequence[Task] = (),
     ) -> None:
         super().__init__()
         self.task = task
+        # The split is drawn once for the collection, stratified on all these tasks' labels.
+        self.collection_tasks = tuple(collection_tasks) or (task,)
         self.preprocessing = preprocessing
         self.split_file = Path(split_file)
         self.root = Path(root) if root is not None else Path(demo_dir)
@@ -159,25 +175,20 @@ class ArtworkDataModule(L.LightningDataModule):
             self.group_duplicates,
             self.duplicate_distance,
         )
-        # Unreadable files keep their place in the draw, so no other image changes split.
-        assignment = split_stratified(
+        assignment, drawn = draw_split(
+            self.root,
+            self.layout,
+            self.annotations_file,
+            self.task,
             samples,
+            self.collection_tasks,
             self.test_fraction,
             self.val_fraction,
-            seed=self.seed,
-            left_out=[s.sample for s in skipped if s.sample],
-            classes=self.task.classes,
+            self.seed,
         )
         write_split(self.split_file, samples, assignment)
         write_skipped(self.split_file.with_name("skipped.csv"), skipped)
-        counts = Counter(assignment.values())
-        log.info(
-            "Split %d images of %s: %s -> %s",
-            len(samples),
-            self.task.id,
-            dict(counts),
-            self.split_file,
-        )
+        log_split(self.task, samples, assignment, drawn, self.split_file)
 
     def setup(self, stage: str | None = None) -> None:
         """On every process: read the split that `prepare_data` wrote."""
@@ -249,6 +260,58 @@ class ArtworkDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             images = augment(images, self.augmentation, self.augment_generator, aspects)
         return normalize(images, self.preprocessing), targets
+
+
+def draw_split(
+    root: Path,
+    layout: str,
+    annotations_file: str,
+    task: Task,
+    samples: list[Sample],
+    collection_tasks: Sequence[Task] = (),
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """A run's split of `samples` (`{path: split}`) and the collection's draw it comes from.
+
+    The draw is one for the collection, stratified on the labels of `task` and every one of
+    `collection_tasks` it serves; unreadable files are in it too, so none moves another image.
+    """
+    tasks = {each.id: each for each in (task, *collection_tasks)}.values()
+    labels = collection_labels(root, layout, tasks, annotations_file)
+    drawn = split_collection(labels, test_fraction, val_fraction, seed)
+    assignment = split_stratified(
+        samples,
+        test_fraction,
+        val_fraction,
+        seed=seed,
+        classes=task.classes,
+        collection_split=drawn,
+    )
+    return assignment, drawn
+
+
+def log_split(
+    task: Task,
+    samples: list[Sample],
+    assignment: dict[str, str],
+    collection_split: dict[str, str],
+    split_file: Path,
+) -> None:
+    """Log the split's size, every class's achieved shares and the test images it shares
+    with the collection's draw (and so with the other tasks of the collection)."""
+    counts = Counter(assignment.values())
+    log.info("Split %d images of %s: %s -> %s", len(samples), task.id, dict(counts), split_file)
+    for label, shares in class_shares(samples, assignment).items():
+        achieved = ", ".join(f"{split} {share:.1%}" for split, share in shares.items())
+        log.info("  class %s: %s", label, achieved)
+    overlap = test_overlap(samples, assignment, collection_split)
+    log.info(
+        "  %.1f%% of the collection's test images labelled for %s are in its test split",
+        100 * overlap,
+        task.id,
+    )
 
 
 def check_global_batch(batch_size: int, world_size: int) -> None:

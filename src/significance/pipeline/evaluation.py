@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from significance.data.collection import index_collection, table_path
-from significance.data.split import read_split
-from significance.evaluation import recorded_split_file, write_json
+from significance.data.collection import index_collection
+from significance.evaluation import recorded_split_file, seen_images, write_json
+from significance.models.module import CheckpointError
 from significance.pipeline.inference import (
     decode_size,
     decoded_batches,
@@ -45,12 +45,13 @@ def evaluate_pipeline(
     num_workers: int | str = "auto",
     device: str = "auto",
     cache_file: str | Path | None = None,
+    exclude_seen: bool = True,
 ) -> dict[str, Any]:
     """Stage-1 accuracy, per-field accuracy with the true type and end to end, error sources.
 
-    The images are every image of the collection with an artwork type, less those in the
-    training or validation split of any model of the pipeline (when the collection is the one
-    it trained on); `cache_file` holds the facts of scanned files. Writes
+    The images are every image of the collection with an artwork type, less those any model
+    of the pipeline trained or validated on, matched by content wherever the collection lies
+    (`exclude_seen`); `cache_file` holds the facts of scanned files. Writes
     `pipeline_metrics.json` and `pipeline_report.md` into `output_dir`.
     """
     output_dir = Path(output_dir)
@@ -58,8 +59,9 @@ def evaluate_pipeline(
     pipeline = load_pipeline(spec, device)
     collection = collection_of(pipeline, data)
     root = Path(collection["root"])
-    labels = collection_labels(pipeline, collection, cache_file)
-    excluded = trained_on(pipeline, root)
+    labels, hashes = collection_labels(pipeline, collection, cache_file)
+    seen = seen_by_pipeline(pipeline) if exclude_seen else set()
+    excluded = {path for path in labels if hashes[path] in seen}
     paths = sorted(path for path in labels if path not in excluded)
     if not paths:
         raise ValueError(f"every labelled image of {root} trained some model of the pipeline")
@@ -178,12 +180,14 @@ def collection_of(pipeline: Pipeline, data: dict[str, Any] | None) -> dict[str, 
 
 def collection_labels(
     pipeline: Pipeline, collection: dict[str, Any], cache_file: str | Path | None = None
-) -> dict[str, dict]:
-    """`{path: {task id: label}}` of every image with an artwork type, from one table.
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """`{path: {task id: label}}` of every image with an artwork type, from one table, and
+    `{path: SHA-256}`.
 
     Each model's task indexes the collection; `cache_file` makes that one scan, not one a model.
     """
     labels: dict[str, dict[str, str]] = {}
+    hashes: dict[str, str] = {}
     for task_id, model in pipeline.models().items():
         samples, _ = index_collection(
             collection["root"],
@@ -195,28 +199,24 @@ def collection_labels(
         for sample in samples:
             if model.task.stage == 1 or sample.path in labels:
                 labels.setdefault(sample.path, {})[task_id] = sample.label
-    return labels
+                hashes[sample.path] = sample.sha256
+    return labels, hashes
 
 
-def trained_on(pipeline: Pipeline, root: Path) -> set[str]:
-    """Paths in the training or validation split of any model trained on collection `root`."""
-    excluded: set[str] = set()
+def seen_by_pipeline(pipeline: Pipeline) -> set[str]:
+    """SHA-256 of every image any model of the pipeline trained or validated on."""
+    seen: set[str] = set()
     for task_id, model in pipeline.models().items():
-        model_root = (model.hparams.get("data") or {}).get("root")
-        if model_root is None or Path(model_root).resolve() != root.resolve():
-            log.info(
-                "%s was trained on %s, not on %s: none of its images excluded",
-                task_id,
-                model_root,
-                root,
-            )
-            continue
-        split = read_split(recorded_split_file(pipeline.checkpoints[task_id], model))
-        # Through table_path: a split written before paths were normalised names `./a.jpg`.
-        excluded.update(
-            table_path(sample.path) for name in ("train", "val") for sample in split[name]
-        )
-    return excluded
+        checkpoint = pipeline.checkpoints[task_id]
+        try:
+            split_file = recorded_split_file(checkpoint, model)
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"{error}. Without it the images {task_id} trained on cannot be left out; "
+                "pass exclude_seen=false to score every labelled image anyway"
+            ) from None
+        seen |= seen_images(split_file, (model.hparams.get("data") or {}).get("root"))
+    return seen
 
 
 def format_report(metrics: dict[str, Any]) -> str:
