@@ -61,6 +61,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_exits_nonzero(tmp_path: Path, d
     rows = read_summary(sweep_dir)
     assert [r["status"] for r in rows] == ["failed", "ok"]
     assert rows[0]["exit_code"] == "1" and rows[1]["test_acc"]
+    assert rows[1]["best_epoch"] in ("0", "1")  # the epoch of best.ckpt, of FAST's two
     assert "optimizer.lr must be > 0" in process.stderr
 
 

@@ -64,6 +64,8 @@ def test_best_checkpoint_is_chosen_on_validation_not_test(compose_train, tmp_pat
     assert "val/acc" in history
     best_val = max(float(v) for v in _column(tmp_path / "run" / "logs" / "metrics.csv", "val/acc"))
     assert result["best_val_acc"] == pytest.approx(best_val)
+    chosen = torch.load(result["checkpoint"], map_location="cpu", weights_only=True)["epoch"]
+    assert result["best_epoch"] == chosen and 0 <= chosen < 3
 
 
 def _column(path: Path, name: str) -> list[str]:

@@ -116,6 +116,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "seed": int(cfg.seed),
             "status": "ok",
             "best_val_acc": float(best_val) if best_val is not None else None,
+            # The epoch (from 0) whose weights are best.ckpt; None with another callback.
+            "best_epoch": getattr(trainer.checkpoint_callback, "best_epoch", None),
             "test_acc": metrics["test/acc"],
             "test_acc_macro": metrics["test/acc_macro"],
             "test_f1_macro": metrics["test/f1_macro"],

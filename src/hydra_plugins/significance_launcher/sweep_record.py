@@ -38,6 +38,7 @@ SUMMARY_COLUMNS = (
     "seed",
     "status",
     "best_val_acc",
+    "best_epoch",
     "test_acc",
     "test_acc_macro",
     "test_f1_macro",
