@@ -3,13 +3,15 @@
 import csv
 from pathlib import Path
 
-from conftest import CONF_DIR, TASK_IDS, assert_ok, run_sweep
+import pytest
+from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, run_script, run_sweep
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from significance.data.collection import index_collection
 from significance.data.datamodule import draw_split
-from significance.data.split import read_split
+from significance.data.split import read_split, write_split
+from significance.evaluation import evaluate_checkpoint
 from significance.tasks import discover_tasks
 
 
@@ -96,3 +98,31 @@ def test_paper_experiment_is_the_study_recipe(compose_train):
     assert cfg.data.batch_size == 32 and cfg.optimizer.lr == 1e-5 and cfg.optimizer.amsgrad
     assert cfg.trainer.max_epochs == 50
     assert len(cfg.hydra.sweeper.params.task.split(",")) == 8
+
+
+def test_validation_on_two_ranks_counts_every_image_once(tmp_path: Path, demo_dir: Path):
+    # An odd number of validation images: a padding sampler would score one of them twice.
+    run_dir = tmp_path / "run"
+    process = run_script(
+        "train.py",
+        "task=coins/material",
+        "trainer=ddp",
+        *FAST,
+        "trainer.max_epochs=1",
+        "data.val_fraction=0.12",
+        f"data.demo_dir={demo_dir}",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert_ok(process)
+    val = read_split(run_dir / "split.csv")["val"]
+    assert len(val) % 2 == 1, len(val)
+    with (run_dir / "logs" / "metrics.csv").open() as handle:
+        logged = [row for row in csv.DictReader(handle) if row.get("val/acc")][-1]
+    # The same weights on one device, the validation images as its test set.
+    alone = tmp_path / "val_split.csv"
+    write_split(alone, val, dict.fromkeys((s.path for s in val), "test"))
+    metrics = evaluate_checkpoint(
+        run_dir / "checkpoints" / "best.ckpt", tmp_path / "alone", split_file=alone, num_workers=0
+    )
+    assert float(logged["val/acc"]) == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert float(logged["val/loss"]) == pytest.approx(metrics["test/loss"], rel=1e-5)

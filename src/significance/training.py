@@ -91,6 +91,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks=callbacks,
         default_root_dir=str(output_dir),
         plugins=[AtomicCheckpointIO()],
+        # The DataModule's samplers: seeded by epoch, evaluation without padded repeats.
+        use_distributed_sampler=False,
     )
     try:
         trainer.fit(

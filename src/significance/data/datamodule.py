@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -11,8 +12,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from significance.data.cache import ImageCache, open_image_cache
 from significance.data.collection import (
@@ -97,6 +99,24 @@ class ArtworkImages(Dataset):
         raise UnreadableImageError(f"no image of this split can be read under {self.root}")
 
 
+class EpochShuffle(DistributedSampler):
+    """DistributedSampler shuffled by seed and the trainer's current epoch.
+
+    Lightning's `set_epoch` passes its count of processed epochs, which a run resumed from a
+    checkpoint saved at the end of validation restores one short: the resumed epoch would
+    repeat the previous epoch's order.
+    """
+
+    def __init__(self, dataset: Dataset, world_size: int, rank: int, seed: int, trainer) -> None:
+        super().__init__(dataset, world_size, rank, shuffle=True, seed=seed)
+        self.trainer = trainer
+
+    def __iter__(self):
+        if self.trainer is not None:
+            self.set_epoch(self.trainer.current_epoch)
+        return super().__iter__()
+
+
 class ArtworkDataModule(L.LightningDataModule):
     """Splits one task's images once (written to `split_file`) and serves them in batches.
 
@@ -150,9 +170,10 @@ class ArtworkDataModule(L.LightningDataModule):
         self.cache = cache
         self.cache_dir = Path(cache_dir)
         self.datasets: dict[str, ArtworkImages] = {}
-        # Separate streams for shuffling and augmentation; the latter reseeded per rank in setup.
-        self.shuffle_generator = torch.Generator().manual_seed(seed)
+        # Augmentation draws: reseeded by seed, epoch and rank at each epoch's first batch, so
+        # that the epochs after a resume draw what an uninterrupted run draws.
         self.augment_generator = torch.Generator().manual_seed(seed)
+        self.augment_epoch: int | None = None
 
     def prepare_data(self) -> None:
         """On one process: generate the demo collection if needed, split once, write it down."""
@@ -193,8 +214,6 @@ class ArtworkDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """On every process: read the split that `prepare_data` wrote."""
         parts = read_split(self.split_file)
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        self.augment_generator.manual_seed(self.seed * 1000 + rank)
         cache = self._open_cache()
         for name, samples in parts.items():
             self.datasets[name] = ArtworkImages(
@@ -227,18 +246,23 @@ class ArtworkDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         check_global_batch(self.batch_size, world_size)
         # Cores are a node's: they are shared by the processes of this node, not of the world.
         local_processes = self.trainer.num_devices if self.trainer is not None else 1
         workers = resolve_num_workers(self.num_workers, local_processes, cached=self.cache)
+        dataset = self.datasets[split]
+        if shuffle:  # an order set by seed and epoch: a resumed epoch draws the same
+            sampler = EpochShuffle(dataset, world_size, rank, seed=self.seed, trainer=self.trainer)
+        else:  # every image exactly once over the ranks: no padded repeats in the figures
+            sampler = UnrepeatedDistributedSampler(dataset, world_size, rank, shuffle=False)
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size // world_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
-            generator=self.shuffle_generator if shuffle else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -258,8 +282,18 @@ class ArtworkDataModule(L.LightningDataModule):
         images, targets, aspects = batch
         images = images.float()
         if self.trainer is not None and self.trainer.training:
+            if self.augment_epoch != self.trainer.current_epoch:
+                self.augment_epoch = self.trainer.current_epoch
+                seed = epoch_seed(self.seed, self.augment_epoch, self.trainer.global_rank)
+                self.augment_generator.manual_seed(seed)
             images = augment(images, self.augmentation, self.augment_generator, aspects)
         return normalize(images, self.preprocessing), targets
+
+
+def epoch_seed(seed: int, epoch: int, rank: int, stream: str = "augment") -> int:
+    """The seed of one random stream (`augment`, `dropout`) in one epoch on one rank."""
+    digest = hashlib.sha256(f"{seed}|{epoch}|{rank}|{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def draw_split(

@@ -18,6 +18,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from significance.data.datamodule import epoch_seed
 from significance.data.transforms import Preprocessing
 from significance.models.build import build_classifier
 from significance.tasks import Task
@@ -85,6 +86,7 @@ class ArtworkClassifier(L.LightningModule):
             }
         )
         self.test_loss = MeanMetric()
+        self.val_loss = MeanMetric()
         self.test_results: dict[str, Any] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -94,6 +96,13 @@ class ArtworkClassifier(L.LightningModule):
         images, targets = batch
         logits = self(images)
         return self.criterion(logits, targets), logits
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout's draws by seed, epoch and rank: a resumed run draws what an uninterrupted one
+        # does (Lightning does not restore the global random state).
+        torch.manual_seed(
+            epoch_seed(self.hparams.seed, self.current_epoch, self.global_rank, "dropout")
+        )
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         loss, logits = self._step(batch)
@@ -112,7 +121,9 @@ class ArtworkClassifier(L.LightningModule):
     def validation_step(self, batch: tuple, batch_idx: int) -> None:
         loss, logits = self._step(batch)
         self.val_metrics.update(logits, batch[1])
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(batch[1]))
+        # A metric, not a per-rank mean: ranks may hold one batch more or less of the images.
+        self.val_loss.update(loss, weight=len(batch[1]))
+        self.log("val/loss", self.val_loss, on_epoch=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
     def on_test_epoch_start(self) -> None:
