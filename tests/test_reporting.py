@@ -112,6 +112,7 @@ def test_seed_sweep_reports_mean_and_std_and_logs_wandb_offline(tmp_path: Path, 
     cyprus = [float(table["cyprus"]["precision"]) for table in per_class]
     assert float(results["cyprus", "precision"]["std"]) == pytest.approx(statistics.stdev(cyprus))
     results_md = (sweep_dir / "results.md").read_text()
+    assert "trained on 72% of each collection (the study: 80%)" in results_md
     f1 = [m["test/f1_macro"] for m in metrics]
     precision = [float(table["macro avg"]["precision"]) for table in per_class]
     recall = [float(table["cyprus"]["recall"]) for table in per_class]

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.md"
 RESULTS_CSV = "results.csv"
 RESULTS_COLUMNS = ("task", "configuration", "row", "figure", "mean", "std", "n", "seeds")
+# Beside the study's figures: our models see less data than the study's did.
+TRAINING_SHARE_NOTE = (
+    "With the default fractions these models trained on 72% of each collection (the study: "
+    "80%): the validation split that chooses the checkpoint is 10% of the study's training part."
+)
 OVERALL_ROW = "macro avg"  # the study's "overall" row: unweighted means over classes
 FIGURES = ("precision", "recall", "f1", "accuracy")
 # Overrides that make a job one seed of a configuration rather than a configuration of its own.
@@ -214,6 +219,7 @@ def results_markdown(
         f'averages (unweighted over classes), the study\'s "overall" row. Study: {STUDY_SOURCE},'
         " transcribed in `significance/reporting/study.py`; the study chose its checkpoints "
         "on the test set, these runs on a validation split.",
+        TRAINING_SHARE_NOTE,
         "## Overview (the study's Table 5)\n\n" + overview_table(configurations),
     ]
     for configuration in configurations:
