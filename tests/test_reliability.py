@@ -487,12 +487,6 @@ def test_a_slurm_sweep_job_killed_outright_fails_alone(tmp_path: Path, demo_dir:
     assert "sweep job #0" in stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 12): shuffle, augmentation and dropout are seeded by seed and epoch, yet "
-    "the first epoch after a resume still trains differently; the stream that differs is not "
-    "found yet",
-)
 def test_the_epochs_after_a_resume_draw_what_an_uninterrupted_run_draws(
     tmp_path: Path, demo_dir: Path
 ):

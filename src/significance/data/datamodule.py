@@ -263,6 +263,9 @@ class ArtworkDataModule(L.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # Its own: the loader's iterator draws a seed, from the global stream otherwise,
+            # and Lightning makes a fit's first iterator before on_train_epoch_start reseeds.
+            generator=torch.Generator().manual_seed(epoch_seed(self.seed, 0, rank, split)),
         )
 
     def train_dataloader(self) -> DataLoader:
