@@ -210,3 +210,18 @@ def test_sweep_report_separates_configurations_and_lists_failed_jobs(tmp_path: P
     assert "| `icons/location (optimizer.lr=0.2)` | 1 (n=1) | 0.900 (1 seed) |" in overview
     assert "model=tiny_vgg" not in results  # shared by every job: not a configuration
     assert "job 3 `icons/location` seed 2: failed" in results
+
+
+def test_results_show_the_test_selected_figure_and_how_much_it_inflates():
+    from significance.reporting.sweep import Configuration, overview_table
+
+    cells = {"name": "macro avg", "precision": "0.9", "recall": "0.9", "f1": "0.9"}
+    ours = Configuration(
+        "icons/location", "", ["0", "1"], [[{**cells, "accuracy": "0.90"}]] * 2, [0.95, 0.97]
+    )
+    table = overview_table([ours])
+    assert "test-selected, as the study did" in table and "accuracy (validation-selected)" in table
+    assert "0.960 ± 0.014" in table and "+0.060" in table
+    assert "test-selected" not in overview_table(
+        [Configuration("icons/location", "", ["0"], [[{**cells, "accuracy": "0.90"}]])]
+    )

@@ -273,3 +273,21 @@ def test_a_fresh_start_in_a_used_folder_draws_its_own_split(compose_train, tmp_p
     assert (tmp_path / "run" / "split.csv").read_text() != first
     hyper = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
     assert hyper["hyper_parameters"]["seed"] == 1
+
+
+def test_the_studys_test_selected_figure_is_reported_beside_ours(compose_train, tmp_path):
+    result = train(
+        compose_train("task=icons/location", "trainer.max_epochs=3", "report_test_selected=true")
+    )
+    by_epoch = {
+        int(row["epoch"]): float(row["test_each_epoch/acc"])
+        for row in csv.DictReader((tmp_path / "run" / "logs" / "metrics.csv").open())
+        if row.get("test_each_epoch/acc")
+    }
+    assert sorted(by_epoch) == [0, 1, 2]
+    assert result["test_selected_acc"] == pytest.approx(max(by_epoch.values()))
+    assert by_epoch[result["test_selected_epoch"]] == result["test_selected_acc"]
+    # Never used to choose: ours is still the validation-chosen epoch, scored as at that epoch.
+    assert result["test_acc"] == pytest.approx(by_epoch[result["best_epoch"]])
+    best_val = max(float(v) for v in _column(tmp_path / "run" / "logs" / "metrics.csv", "val/acc"))
+    assert result["best_val_acc"] == pytest.approx(best_val)

@@ -40,6 +40,7 @@ SUMMARY_COLUMNS = (
     "best_val_acc",
     "best_epoch",
     "test_acc",
+    "test_selected_acc",  # report_test_selected: the best test accuracy over epochs (the study's)
     "test_acc_macro",
     "test_f1_macro",
     "checkpoint",

@@ -146,11 +146,14 @@ class ArtworkDataModule(L.LightningDataModule):
         cache: bool = True,
         cache_dir: str | Path = "data/cache",
         collection_tasks: Sequence[Task] = (),
+        test_each_epoch: bool = False,
     ) -> None:
         super().__init__()
         self.task = task
         # The split is drawn once for the collection, stratified on all these tasks' labels.
         self.collection_tasks = tuple(collection_tasks) or (task,)
+        # The test split as a second validation loader (report_test_selected): never chooses.
+        self.test_each_epoch = test_each_epoch
         self.preprocessing = preprocessing
         self.split_file = Path(split_file)
         self.root = Path(root) if root is not None else Path(demo_dir)
@@ -271,7 +274,9 @@ class ArtworkDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        if self.test_each_epoch:
+            return [self._loader("val", shuffle=False), self._loader("test", shuffle=False)]
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
