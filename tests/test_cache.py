@@ -243,7 +243,7 @@ def test_workers_share_the_cores_of_a_node_not_of_the_world(tmp_path: Path, monk
     )
     datamodule.datasets["train"] = list(range(8))
     # Two nodes of two processes: each node's 16 cores feed its own two processes.
-    datamodule.trainer = SimpleNamespace(world_size=4, num_devices=2)
+    datamodule.trainer = SimpleNamespace(world_size=4, num_devices=2, global_rank=0)
     assert datamodule.train_dataloader().num_workers == 16 // 2 - 1
     assert datamodule.train_dataloader().batch_size == 32 // 4
 
