@@ -1,6 +1,6 @@
 """A faithful re-implementation of the original study's training loop, for comparison only.
 
-As the original code did (FACTS.md): `ImageFolder` on class folders, a `DataLoader` with the
+As the original code did: `ImageFolder` on class folders, a `DataLoader` with the
 default `num_workers=0` (every image decoded in the main process), each image decoded at full
 size with PIL and rotated by RandomRotation(30) *before* `Resize((224, 224))`, random flips
 both ways and ImageNet normalisation on every epoch, fp32, the model wrapped in

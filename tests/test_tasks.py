@@ -95,7 +95,7 @@ def test_the_study_scale_experiment_sweeps_every_task_on_a_study_sized_collectio
     assert cfg.data.demo_scale == "study" and cfg.data.demo_dir.endswith("/study")
     assert OmegaConf.select(cfg, "hydra.sweeper.params.task").split(",") == TASK_IDS
     study = DEMO_SCALES["study"]
-    # FACTS.md: images per artwork type in the study.
+    # The study's README: images per artwork type in the study.
     assert (study.coins, study.frescoes, study.icons, study.manuscripts) == (2514, 718, 1678, 366)
     with pytest.raises(ValueError, match=r"data\.demo_scale must be one of"):
         demo_spec("huge")

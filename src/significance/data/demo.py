@@ -50,7 +50,7 @@ class DemoSpec:
 
 
 # The collections the generator makes: `demo` trains in minutes on a laptop; `study` has the
-# original study's images per artwork type (FACTS.md: 2514 coins, 718 frescoes, 1678 icons,
+# original study's images per artwork type (its README: 2514 coins, 718 frescoes, 1678 icons,
 # 366 manuscripts, 718 others), to time a whole sweep at the study's size.
 DEMO_SCALES = {
     "demo": DemoSpec(),

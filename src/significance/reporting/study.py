@@ -1,7 +1,7 @@
 """What the original SIGNIFICANCE study reported, to print beside our own figures.
 
 Transcribed from the study's Table 5 (`docs/results.png` of the original README), as
-written out in `FACTS.md` ("Reported results"). The study chose each checkpoint on the test
+as its README reports them. The study chose each checkpoint on the test
 set, so its figures are optimistic next to ours, which choose on a validation split.
 """
 
