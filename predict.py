@@ -1,23 +1,16 @@
 """The two-stage pipeline on new images: `python predict.py input=photos/ pipeline=<config>`."""
 
-import os
-from pathlib import Path
-
-import hydra
 from omegaconf import DictConfig
 
-os.environ.setdefault("SIGNIFICANCE_ROOT", str(Path(__file__).resolve().parent))
-
-from significance.config import register_resolvers, to_plain
-from significance.pipeline.loading import spec_from_config
-from significance.pipeline.predict import predict
-from significance.validation import run_entry_point
-
-register_resolvers()
+from significance.config import to_plain
+from significance.entry import hydra_entry_point
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+@hydra_entry_point("predict")
 def main(cfg: DictConfig) -> None:
+    from significance.pipeline.loading import spec_from_config
+    from significance.pipeline.predict import predict
+
     predict(
         cfg.input,
         spec_from_config(to_plain(cfg.pipeline)),
@@ -27,9 +20,9 @@ def main(cfg: DictConfig) -> None:
         explain=cfg.explain,
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
-        device=cfg.device,
+        accelerator=cfg.accelerator,
     )
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

@@ -1,13 +1,14 @@
 """Write a finished sweep's results.md: `python report.py sweep_dir=outputs/sweeps/<time>`."""
 
-import hydra
 from omegaconf import DictConfig
 
-from significance.reporting.sweep import write_sweep_report
+from significance.entry import hydra_entry_point
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="report")
+@hydra_entry_point("report")
 def main(cfg: DictConfig) -> None:
+    from significance.reporting.sweep import write_sweep_report
+
     print(write_sweep_report(cfg.sweep_dir))
 
 

@@ -142,7 +142,7 @@ def our_task():
 def measure_ours(phase: str, args: argparse.Namespace, device: torch.device) -> float:
     """Seconds of the last of `epochs` passes of one phase of our trainer."""
     from significance.data.transforms import augment, normalize
-    from significance.memory import keep_freed_memory
+    from significance.hardware import keep_freed_memory
     from significance.models.build import preprocessing_for
     from significance.models.module import ArtworkClassifier
 

@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from significance.memory import keep_freed_memory
+from significance.hardware import keep_freed_memory, native_bf16
 from significance.models.build import build_classifier
-from significance.speed import native_bf16
 
 VARIANTS = {
     "fp32": {},

@@ -60,7 +60,7 @@ def compose_train(tmp_path: Path, demo_dir: Path) -> Iterator:
 
     def _compose(*overrides: str, fast: bool = True) -> DictConfig:
         GlobalHydra.instance().clear()
-        cache = f"data.cache_file={demo_dir.parent / 'image_facts.sqlite'}"
+        cache = f"data.facts_file={demo_dir.parent / 'image_facts.sqlite'}"
         shrink = [*FAST, f"data.demo_dir={demo_dir}", cache] if fast else []
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[*shrink, *overrides], return_hydra_config=True)

@@ -11,8 +11,9 @@ from PIL import Image
 
 from significance.data import scan
 from significance.data.audit import audit_collection, write_audit
-from significance.data.collection import CollectionError, Sample
+from significance.data.collection import Sample
 from significance.data.split import write_split
+from significance.errors import CollectionError
 from significance.tasks import Task
 
 MATERIAL = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
@@ -92,10 +93,10 @@ def test_a_second_audit_reads_the_hash_cache(tmp_path, monkeypatch):
     root, cache = tmp_path / "collection", tmp_path / "cache.sqlite"
     root.mkdir()
     make_collection(root)
-    first = audit_collection(root, "annotations", [MATERIAL], cache_file=cache)
+    first = audit_collection(root, "annotations", [MATERIAL], facts_file=cache)
     calls, real_scan = [], scan.scan_file
     monkeypatch.setattr(scan, "scan_file", lambda path: calls.append(path) or real_scan(path))
-    second = audit_collection(root, "annotations", [MATERIAL], cache_file=cache)
+    second = audit_collection(root, "annotations", [MATERIAL], facts_file=cache)
     assert calls == [root / "gone.jpg"]  # only the missing file is looked at again
     assert second.problems == first.problems
 
@@ -131,7 +132,7 @@ def test_audit_script_writes_its_report_and_strict_fails_on_conflicts(tmp_path):
         "audit.py",
         f"data.root={tmp_path}",
         "task=coins/material",
-        f"data.cache_file={tmp_path / 'cache.sqlite'}",
+        f"data.facts_file={tmp_path / 'cache.sqlite'}",
         f"hydra.run.dir={tmp_path / 'out'}",
     ]
     process = run_script(*arguments)

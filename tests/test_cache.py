@@ -185,7 +185,7 @@ def test_the_cache_takes_the_hashes_the_facts_scan_made(
         Preprocessing(SIZE, (0.5,) * 3, (0.5,) * 3),
         tmp_path / "split.csv",
         root=demo_dir,
-        cache_file=tmp_path / "facts.sqlite",
+        facts_file=tmp_path / "facts.sqlite",
         cache_dir=tmp_path / "cache",
     )
     datamodule.prepare_data()  # scans (and hashes) each file once, then builds the cache
@@ -202,7 +202,7 @@ def test_the_cache_takes_the_hashes_the_facts_scan_made(
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_data_cache_switch_in_training(compose_train, tmp_path: Path, enabled: bool):
-    from significance.training import train
+    from significance.training.train import train
 
     cfg = compose_train(
         "task=icons/location",
@@ -215,7 +215,7 @@ def test_data_cache_switch_in_training(compose_train, tmp_path: Path, enabled: b
 
 
 def test_cached_data_needs_few_workers(monkeypatch):
-    from significance.data.datamodule import resolve_num_workers
+    from significance.hardware import resolve_num_workers
 
     monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(16)), raising=False)
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)  # tests run inside a SLURM job

@@ -6,8 +6,9 @@ from crafted_images import noise
 from PIL import Image
 
 from significance.data import scan
-from significance.data.collection import CollectionError, index_collection
+from significance.data.collection import index_collection
 from significance.data.split import split_stratified
+from significance.errors import CollectionError
 from significance.tasks import Task
 
 MATERIAL = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
@@ -120,12 +121,12 @@ def test_truncated_files_are_found_by_a_full_decode_once(tmp_path: Path, monkeyp
         ],
     )
     cache = tmp_path / ".cache" / "facts.sqlite"
-    samples, skipped = index_collection(tmp_path, "annotations", MATERIAL, cache_file=cache)
+    samples, skipped = index_collection(tmp_path, "annotations", MATERIAL, facts_file=cache)
     assert [s.path for s in samples] == ["full.jpg", "good.jpg"]
     assert [(s.path, s.reason.split(":")[0]) for s in skipped] == [("cut.jpg", "truncated")]
     decoded = []
     monkeypatch.setattr(scan, "scan_file", lambda path: decoded.append(path))
-    assert index_collection(tmp_path, "annotations", MATERIAL, cache_file=cache)[1] == skipped
+    assert index_collection(tmp_path, "annotations", MATERIAL, facts_file=cache)[1] == skipped
     assert decoded == []  # every file came from the cache
 
 

@@ -5,7 +5,8 @@ import pytest
 from crafted_images import TEST_PIXEL_LIMIT, make_crafted
 from PIL import Image
 
-from significance.data.images import UnreadableImageError, load_image
+from significance.data.images import load_image
+from significance.errors import UnreadableImageError
 
 
 def test_alpha_is_composited_on_white(tmp_path: Path):

@@ -5,11 +5,8 @@ import torch
 import torchvision
 from torch import nn
 
-from significance.models.build import (
-    PretrainedWeightsMissing,
-    build_classifier,
-    preprocessing_for,
-)
+from significance.errors import PretrainedWeightsMissing
+from significance.models.build import build_classifier, preprocessing_for
 
 
 @pytest.mark.parametrize("name", ["tiny_vgg", "vgg16", "resnet18", "convnext_tiny"])

@@ -15,19 +15,15 @@ from conftest import FAST, assert_ok, run_script
 from significance.data.images import image_to_array, load_image
 from significance.data.split import read_split
 from significance.data.transforms import Preprocessing, normalize
+from significance.errors import PipelineError
 from significance.pipeline import inference
-from significance.pipeline.evaluation import (
+from significance.pipeline.end_to_end import (
     evaluate_pipeline,
     field_metrics,
     tally,
     threshold_table,
 )
-from significance.pipeline.loading import (
-    PipelineError,
-    PipelineSpec,
-    load_pipeline,
-    spec_from_sweep,
-)
+from significance.pipeline.loading import PipelineSpec, load_pipeline, spec_from_sweep
 from significance.pipeline.predict import UNCERTAIN, list_inputs, predict
 
 FIELDS = ("coins/material", "icons/location")
@@ -95,7 +91,7 @@ def test_every_input_comes_back_once_in_order_with_errors(spec, demo_dir, tmp_pa
     ]
     table = tmp_path / "inputs.csv"
     table.write_text("path\n" + "".join(f"{p}\n" for p in order))
-    rows = predict(table, spec, tmp_path / "out", batch_size=4, num_workers=0, device="cpu")
+    rows = predict(table, spec, tmp_path / "out", batch_size=4, num_workers=0, accelerator="cpu")
     written = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
     lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").open()]
     assert [r["path"] for r in written] == [r["path"] for r in lines] == [str(p) for p in order]
@@ -242,7 +238,7 @@ def test_end_to_end_evaluation_of_a_copy_leaves_out_the_same_images(
     copy = tmp_path / "copy"
     shutil.copytree(demo_dir, copy)
     metrics = evaluate_pipeline(
-        spec, tmp_path / "out", data={"root": str(copy)}, num_workers=0, device="cpu"
+        spec, tmp_path / "out", data={"root": str(copy)}, num_workers=0, accelerator="cpu"
     )
     trained = set()
     for job in sweep_dir.glob("*_seed0"):

@@ -14,15 +14,11 @@ import pytest
 import torch
 from conftest import FAST, PROJECT_ROOT, assert_ok, run_script
 
-from significance.models.module import ArtworkClassifier, CheckpointError, load_classifier
-from significance.resume import (
-    AtomicCheckpointIO,
-    CheckpointSaveError,
-    ResumeError,
-    check_resumable,
-    trim_metrics_log,
-)
+from significance.errors import CheckpointError, CheckpointSaveError, ResumeError
+from significance.models.module import ArtworkClassifier, load_classifier
 from significance.tasks import Task
+from significance.training.checkpoints import AtomicCheckpointIO, check_resumable
+from significance.training.metrics_log import trim_metrics_log
 
 # The last checkpoint after every epoch instead of every 10 minutes, so a short run has one.
 EVERY_EPOCH = [
@@ -339,7 +335,7 @@ def test_a_bad_setting_stops_in_one_line_before_reading_data(
 
 
 def test_wandb_set_online_without_login_or_network_goes_offline(monkeypatch, caplog):
-    from significance.tracking import online_or_offline
+    from significance.training.tracking import online_or_offline
 
     monkeypatch.setenv("NETRC", "/nonexistent")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -443,7 +439,7 @@ def test_resume_naming_a_run_folder_runs_there(compose_train):
 
 
 def test_out_of_gpu_memory_suggests_a_smaller_batch_or_bf16(capsys, monkeypatch):
-    from significance.validation import run_entry_point
+    from significance.entry import run_entry_point
 
     monkeypatch.setenv("HYDRA_FULL_ERROR", "")  # restored afterwards: run_entry_point sets it
 

@@ -14,7 +14,7 @@ from conftest import assert_ok, run_script, run_sweep
 
 from significance.data.split import read_split
 from significance.reporting.sweep import write_sweep_report
-from significance.training import train
+from significance.training.train import train
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from significance.selection import BestCheckpoint
+from significance.training.selection import BestCheckpoint
 
 # val/acc and val/loss per epoch: 1.0 is reached in epoch 1; epoch 2 fits it better.
 ACCURACY = [0.5, 1.0, 1.0, 1.0]

@@ -4,18 +4,18 @@ from types import SimpleNamespace
 
 import torch
 
-from significance import speed
+from significance import hardware
 from significance.models.module import load_classifier
-from significance.training import compiled, train
+from significance.training.train import compile_network, train
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, caplog):
-    monkeypatch.setattr(speed, "cpu_flags", lambda: frozenset({"avx2"}))
-    assert speed.warn_if_bf16_emulated("bf16-mixed", "cpu")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert hardware.warn_if_bf16_emulated("bf16-mixed", "cpu")
     assert "emulated" in caplog.text
-    monkeypatch.setattr(speed, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert not speed.warn_if_bf16_emulated("bf16-mixed", "cpu")
-    assert not speed.warn_if_bf16_emulated("32-true", "cpu")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert not hardware.warn_if_bf16_emulated("bf16-mixed", "cpu")
+    assert not hardware.warn_if_bf16_emulated("32-true", "cpu")
 
 
 def test_channels_last_and_compile_train_and_their_checkpoint_loads(compose_train, monkeypatch):
@@ -43,5 +43,5 @@ def test_compile_takes_true_a_mode_or_torch_compile_arguments():
         net=SimpleNamespace(compile=lambda **arguments: calls.append(arguments))
     )
     for options in (False, None, True, "max-autotune", {"mode": "reduce-overhead"}):
-        assert compiled(model, options) is model
+        compile_network(model, options)
     assert calls == [{}, {"mode": "max-autotune"}, {"mode": "reduce-overhead"}]

@@ -9,7 +9,6 @@ from conftest import CONF_DIR
 from significance.data.collection import Sample, index_collection
 from significance.data.datamodule import draw_split, log_split
 from significance.data.split import (
-    SplitError,
     class_shares,
     read_split,
     split_collection,
@@ -17,6 +16,7 @@ from significance.data.split import (
     split_targets,
     write_split,
 )
+from significance.errors import SplitError
 from significance.tasks import discover_tasks
 
 

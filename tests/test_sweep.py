@@ -8,10 +8,10 @@ from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, run_script, run_sweep
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from significance.checkpoint_evaluation import evaluate_checkpoint
 from significance.data.collection import index_collection
 from significance.data.datamodule import draw_split
 from significance.data.split import read_split, write_split
-from significance.evaluation import evaluate_checkpoint
 from significance.tasks import discover_tasks
 
 

@@ -76,7 +76,7 @@ def test_the_data_folder_moves_with_significance_data_dir(compose_train, monkeyp
     monkeypatch.setenv("SIGNIFICANCE_DATA_DIR", str(tmp_path / "scratch"))
     cfg = compose_train(fast=False)
     assert cfg.data.cache_dir == str(tmp_path / "scratch" / "cache")
-    assert cfg.data.cache_file == str(tmp_path / "scratch" / "cache" / "image_facts.sqlite")
+    assert cfg.data.facts_file == str(tmp_path / "scratch" / "cache" / "image_facts.sqlite")
     assert cfg.data.demo_dir == str(tmp_path / "scratch" / "demo")
     monkeypatch.delenv("SIGNIFICANCE_DATA_DIR")
     assert compose_train(fast=False).data.cache_dir.endswith("/data/cache")

@@ -11,14 +11,15 @@ from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, run_script
 from crafted_images import CRAFTED, make_crafted
 from PIL import Image
 
+from significance.checkpoint_evaluation import evaluate_checkpoint
 from significance.data import scan
 from significance.data.collection import Sample, read_labels
 from significance.data.datamodule import ArtworkDataModule, draw_split
 from significance.data.split import read_split
-from significance.evaluation import evaluate_checkpoint
-from significance.models.module import CheckpointError, load_classifier
+from significance.errors import CheckpointError
+from significance.models.module import load_classifier
 from significance.tasks import Task, discover_tasks
-from significance.training import train
+from significance.training.train import train
 
 TASKS = list(discover_tasks(CONF_DIR).values())
 
@@ -85,7 +86,7 @@ def test_evaluate_on_a_collection_leaves_out_what_the_model_saw_by_content(
     shutil.copytree(demo_dir, copy)
     facts = tmp_path / "facts.sqlite"
     metrics = evaluate_checkpoint(
-        result["checkpoint"], tmp_path / "other", data={"root": str(copy)}, cache_file=facts
+        result["checkpoint"], tmp_path / "other", data={"root": str(copy)}, facts_file=facts
     )
     assert metrics["excluded_seen"] == len(split["train"]) + len(split["val"])
     supports = [metrics[f"test/support/{c}"] for c in ("gold", "silver", "other")]
@@ -94,7 +95,7 @@ def test_evaluate_on_a_collection_leaves_out_what_the_model_saw_by_content(
         result["checkpoint"],
         tmp_path / "all",
         data={"root": str(copy)},
-        cache_file=facts,
+        facts_file=facts,
         exclude_seen=False,
     )
     coins_with_material = 150
@@ -105,7 +106,7 @@ def test_evaluate_on_a_collection_leaves_out_what_the_model_saw_by_content(
     # A second evaluation of the collection reads the facts of its files, scanning none.
     monkeypatch.setattr(scan, "scan_file", lambda path: pytest.fail(f"scanned {path}"))
     again = evaluate_checkpoint(
-        result["checkpoint"], tmp_path / "again", data={"root": str(copy)}, cache_file=facts
+        result["checkpoint"], tmp_path / "again", data={"root": str(copy)}, facts_file=facts
     )
     assert again["test/acc"] == metrics["test/acc"]
 
@@ -245,7 +246,7 @@ def test_a_collection_with_bad_files_trains_to_the_end(compose_train, tmp_path, 
 
 def test_an_image_that_breaks_during_the_run_is_replaced_not_fatal(tmp_path: Path):
     from significance.data.datamodule import ArtworkImages
-    from significance.data.images import UnreadableImageError
+    from significance.errors import UnreadableImageError
 
     for name in ("a.png", "b.png"):
         Image.new("RGB", (8, 8), (0, 200, 0) if name == "b.png" else (200, 0, 0)).save(

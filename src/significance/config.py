@@ -1,4 +1,7 @@
-"""Hydra/OmegaConf glue: resolvers the configs use, and turning configs into plain values."""
+"""Hydra/OmegaConf glue: resolvers the configs use, and turning configs into plain values.
+
+Imported before Hydra composes a config: it must stay light (no torch, no Lightning).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from significance.resume import run_dir
+from significance.errors import ConfigurationError
 from significance.tasks import discover_tasks, slugify
 
 
@@ -16,6 +19,17 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("slug", slugify, replace=True)
     OmegaConf.register_new_resolver("all_tasks", all_tasks, replace=True)
     OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
+
+
+def run_dir(resume: Any, default: str) -> str:
+    """The run folder: `resume` when it names one (`resume=outputs/runs/...`), else `default`.
+
+    Used as `${run_dir:${resume},...}` in `hydra.run.dir`, so that `resume=<folder>` both
+    chooses the folder and resumes from its last checkpoint.
+    """
+    if isinstance(resume, str) and resume not in ("auto", "true", "false"):
+        return resume
+    return default
 
 
 def config_dirs(config: DictConfig | None = None) -> list[Path]:
@@ -52,7 +66,7 @@ def all_tasks(*, _root_: DictConfig) -> str:
     """
     tasks = configured_tasks(_root_)
     if not tasks:
-        raise ValueError("no task files found under task/ in the config search path")
+        raise ConfigurationError("no task files found under task/ in the config search path")
     return ",".join(sorted(task.id for task in tasks))
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from significance.errors import TaskDefinitionError
+
 # The column of the annotations table that stage 1 learns.
 ARTWORK_TYPE_FIELD = "artwork_type"
 
@@ -29,13 +31,15 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):
-            raise ValueError(f"task {self.id!r}: stage must be 1 or 2, got {self.stage!r}")
+            raise TaskDefinitionError(f"task {self.id!r}: stage must be 1 or 2, got {self.stage!r}")
         if self.stage == 2 and not self.artwork_type:
-            raise ValueError(f"task {self.id!r}: a stage-2 task needs an artwork_type")
+            raise TaskDefinitionError(f"task {self.id!r}: a stage-2 task needs an artwork_type")
         if len(self.classes) < 2:
-            raise ValueError(f"task {self.id!r}: needs at least two classes, got {self.classes}")
+            raise TaskDefinitionError(
+                f"task {self.id!r}: needs at least two classes, got {self.classes}"
+            )
         if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"task {self.id!r}: class names repeat: {list(self.classes)}")
+            raise TaskDefinitionError(f"task {self.id!r}: class names repeat: {list(self.classes)}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Task:
@@ -73,6 +77,8 @@ def discover_tasks(conf_dir: str | Path) -> dict[str, Task]:
         task = Task.from_config(yaml.safe_load(path.read_text()))
         expected_id = path.relative_to(task_dir).with_suffix("").as_posix()
         if task.id != expected_id:
-            raise ValueError(f"{path}: id {task.id!r} does not match its file ({expected_id!r})")
+            raise TaskDefinitionError(
+                f"{path}: id {task.id!r} does not match its file ({expected_id!r})"
+            )
         tasks[task.id] = task
     return dict(sorted(tasks.items()))

@@ -29,7 +29,7 @@ from hydra_plugins.significance_launcher.sweep_record import (
     with_group,
     write_summary,
 )
-from significance.processes import finished_result
+from significance.run_files import finished_result
 
 log = logging.getLogger(__name__)
 

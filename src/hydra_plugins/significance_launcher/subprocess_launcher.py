@@ -36,12 +36,8 @@ from hydra_plugins.significance_launcher.sweep_record import (
     with_group,
     write_summary,
 )
-from significance.processes import (
-    end_process_group,
-    finished_result,
-    start_process_group,
-    stop_process_group,
-)
+from significance.process_groups import end_process_group, start_process_group, stop_process_group
+from significance.run_files import finished_result
 
 log = logging.getLogger(__name__)
 

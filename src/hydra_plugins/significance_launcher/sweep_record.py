@@ -11,7 +11,6 @@ ends as a row of `summary.csv`; and the sweep's `results.md` is written once all
 import csv
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,9 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from significance.processes import (
-    FINISHED_STATUSES,
-    RESULT_FILE,
-    SUMMARY_FILE,
-    SweepJobFailed,
-    finished_result,
-)
+from significance.errors import SweepJobFailed
+from significance.files import atomic_write
+from significance.run_files import FINISHED_STATUSES, RESULT_FILE, SUMMARY_FILE, finished_result
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +130,10 @@ def summary_row(
 def write_summary(sweep_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Rewrite `summary.csv` atomically with the given rows, in job order."""
     path = sweep_dir / SUMMARY_FILE
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda row: row["job"]))
-    os.replace(temporary, path)
 
 
 def job_return(job: SweepJob, row: dict[str, Any], sweep_dir: Path) -> JobReturn:

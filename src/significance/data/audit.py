@@ -17,11 +17,12 @@ import yaml
 from omegaconf import DictConfig
 
 from significance.config import config_dirs
-from significance.data.collection import LAYOUTS, CollectionError, read_labels, table_path
+from significance.data.collection import LAYOUTS, read_labels, table_path
 from significance.data.demo import demo_spec, ensure_demo_collection
 from significance.data.images import IMAGE_SUFFIXES, pixel_limit
 from significance.data.scan import ImageFacts, duplicate_groups, scan_files
 from significance.data.split import minimum_class_size, read_split
+from significance.errors import CollectionError, InputError
 from significance.models.build import preprocessing_for
 from significance.tasks import Task, discover_tasks
 
@@ -160,7 +161,7 @@ def audit_collection(
     layout: str,
     tasks: list[Task],
     annotations_file: str = "annotations.csv",
-    cache_file: str | Path | None = None,
+    facts_file: str | Path | None = None,
     duplicate_distance: int = 6,
     min_size: int = 224,
     split_files: list[Path] | None = None,
@@ -191,7 +192,7 @@ def audit_collection(
     referenced = sorted(listed | set(_table_paths(root / table) if table else ()))
     unreferenced = sorted(set(_files_on_disk(root, table)) - set(referenced))
     paths = [*referenced, *unreferenced]
-    scanned = scan_files([root / p for p in paths], cache_file, description="Auditing images")
+    scanned = scan_files([root / p for p in paths], facts_file, description="Auditing images")
     facts = dict(zip(paths, scanned.values(), strict=True))
     report.files = len(paths)
     for path in referenced:
@@ -326,10 +327,10 @@ def find_split_files(location: str | Path | None) -> list[Path]:
     if location.is_file():
         return [location]
     if not location.is_dir():
-        raise FileNotFoundError(f"split_file {location} is neither a split.csv nor a folder")
+        raise InputError(f"split_file {location} is neither a split.csv nor a folder")
     found = sorted(location.rglob("split.csv"))
     if not found:
-        raise FileNotFoundError(f"no split.csv under {location}")
+        raise InputError(f"no split.csv under {location}")
     return found
 
 
@@ -381,7 +382,7 @@ def run_audit(cfg: DictConfig) -> int:
             data.layout,
             tasks_to_audit(cfg, root),
             annotations_file=data.annotations_file,
-            cache_file=data.cache_file,
+            facts_file=data.facts_file,
             duplicate_distance=data.duplicate_distance,
             # null (models whose weights set the size): the size the model's weights expect.
             min_size=cfg.min_size or preprocessing_for(cfg.model.name, None).image_size,

@@ -25,13 +25,9 @@ import numpy as np
 import PIL
 from filelock import FileLock
 
-from significance.data.images import (
-    UPRIGHT_SIZE,
-    UnreadableImageError,
-    file_sha256,
-    image_to_array,
-    load_image,
-)
+from significance.data.images import UPRIGHT_SIZE, file_sha256, image_to_array, load_image
+from significance.errors import UnreadableImageError
+from significance.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -258,9 +254,8 @@ def _rebuild(
         "rows": rows,
         "sizes": {**kept_sizes, **{sha: list(size) for sha, size in decoded.items()}},
     }
-    partial_index = folder / f"{INDEX_FILE}.{token}.partial"
-    partial_index.write_text(json.dumps(new_index))
-    os.replace(partial_index, folder / INDEX_FILE)
+    with atomic_write(folder / INDEX_FILE) as handle:
+        handle.write(json.dumps(new_index))
     # Readers that mapped an older array keep it until they close it (unlink, not truncate).
     for stale in folder.glob("images-*.npy*"):
         if stale.name != images_name:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from significance.data.images import IMAGE_SUFFIXES
 from significance.data.scan import ImageFacts, connected_components, duplicate_groups, scan_files
+from significance.errors import CollectionError
 from significance.tasks import ARTWORK_TYPE_FIELD, Task
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ def table_path(raw: str) -> str:
     """
     text = raw.strip().replace("\\", "/")
     return posixpath.normpath(text) if text else text
-
-
-class CollectionError(Exception):
-    """The collection cannot serve the task; the message says what to fix."""
 
 
 @dataclass(frozen=True, order=True)
@@ -69,13 +66,13 @@ def index_collection(
     layout: str,
     task: Task,
     annotations_file: str = "annotations.csv",
-    cache_file: str | Path | None = None,
+    facts_file: str | Path | None = None,
     group_duplicates: bool = False,
     duplicate_distance: int = 6,
 ) -> tuple[list[Sample], list[SkippedFile]]:
     """List the labelled images of `task` in the collection, sorted by path.
 
-    Every file is decoded once (cached in `cache_file` by path, size and mtime): files that
+    Every file is decoded once (cached in `facts_file` by path, size and mtime): files that
     are missing, truncated or not images are returned as skipped instead of failing the run.
     With `group_duplicates`, exact and near-duplicate images join one group, so that a split
     never puts copies of one image on both sides.
@@ -86,7 +83,7 @@ def index_collection(
     samples = read_labels(root, layout, task, annotations_file)
     facts = scan_files(
         (root / sample.path for sample in samples),
-        cache_file,
+        facts_file,
         description=f"Checking the images of {task.id}",
     )
     readable, skipped = [], []

@@ -17,15 +17,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from significance.data.cache import ImageCache, open_image_cache
-from significance.data.collection import (
-    Sample,
-    SkippedFile,
-    collection_labels,
-    index_collection,
-)
+from significance.data.collection import Sample, SkippedFile, collection_labels, index_collection
 from significance.data.demo import demo_spec, ensure_demo_collection
-from significance.data.images import UPRIGHT_SIZE, UnreadableImageError, load_image
-from significance.data.scan import cached_hashes
+from significance.data.images import UPRIGHT_SIZE, load_image
+from significance.data.scan import current_hashes
 from significance.data.split import (
     class_shares,
     read_split,
@@ -35,7 +30,8 @@ from significance.data.split import (
     write_split,
 )
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
-from significance.speed import cores_per_process
+from significance.errors import ConfigurationError, UnreadableImageError
+from significance.hardware import resolve_num_workers
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -140,7 +136,7 @@ class ArtworkDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         augmentation: Augmentation | None = None,
-        cache_file: str | Path | None = None,
+        facts_file: str | Path | None = None,
         group_duplicates: bool = False,
         duplicate_distance: int = 6,
         cache: bool = True,
@@ -167,7 +163,7 @@ class ArtworkDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.seed = seed
         self.augmentation = augmentation or Augmentation()
-        self.cache_file = cache_file
+        self.facts_file = facts_file
         self.group_duplicates = group_duplicates
         self.duplicate_distance = duplicate_distance
         self.cache = cache
@@ -195,7 +191,7 @@ class ArtworkDataModule(L.LightningDataModule):
             self.layout,
             self.task,
             self.annotations_file,
-            self.cache_file,
+            self.facts_file,
             self.group_duplicates,
             self.duplicate_distance,
         )
@@ -238,13 +234,13 @@ class ArtworkDataModule(L.LightningDataModule):
             self.root,
             paths,
             self.preprocessing.image_size,
-            known_hashes=self._scanned_hashes if self.cache_file else None,
+            known_hashes=self._scanned_hashes if self.facts_file else None,
         )
 
     def _scanned_hashes(self, paths: list[str]) -> dict[str, str]:
         """SHA-256 of the files the facts scan hashed and that have not changed since."""
         files = {path: self.root / path for path in paths}
-        known = cached_hashes(self.cache_file, files.values())
+        known = current_hashes(self.facts_file, files.values())
         return {path: known[file] for path, file in files.items() if file in known}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -359,25 +355,10 @@ def log_split(
 def check_global_batch(batch_size: int, world_size: int) -> None:
     """Refuse a global batch that the processes cannot share evenly."""
     if batch_size % world_size:
-        raise ValueError(
+        raise ConfigurationError(
             f"data.batch_size={batch_size} is the global batch and must divide "
             f"evenly over trainer.devices x num_nodes = {world_size}"
         )
-
-
-def resolve_num_workers(num_workers: int | str, processes: int, cached: bool = False) -> int:
-    """`auto`: the CPU cores left per training process of this node after it, at most 8.
-
-    From the image cache, a sample is a copy out of a memory map: a worker pays off only with
-    two cores to spare (on 2 cores, 0 workers ran the pipeline 1.4x and evaluation 4x faster
-    than 1, experiments/speed.md), and two are plenty.
-    """
-    if num_workers != "auto":
-        return int(num_workers)
-    spare = cores_per_process(processes) - 1
-    if cached:
-        return 0 if spare < 2 else 2
-    return max(0, min(8, spare))
 
 
 def write_skipped(path: Path, skipped: list[SkippedFile]) -> None:

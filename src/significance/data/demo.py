@@ -20,6 +20,8 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image, ImageDraw
 
+from significance.errors import ConfigurationError
+
 log = logging.getLogger(__name__)
 
 # Bump when the drawing changes, so that older generated collections are rebuilt.
@@ -61,7 +63,9 @@ DEMO_SCALES = {
 def demo_spec(scale: str) -> DemoSpec:
     """The generator's spec of a named scale (`data.demo_scale`)."""
     if scale not in DEMO_SCALES:
-        raise ValueError(f"data.demo_scale must be one of {sorted(DEMO_SCALES)}, got {scale!r}")
+        raise ConfigurationError(
+            f"data.demo_scale must be one of {sorted(DEMO_SCALES)}, got {scale!r}"
+        )
     return DEMO_SCALES[scale]
 
 

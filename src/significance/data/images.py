@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from significance.errors import UnreadableImageError
+
 # File name endings read as images, in both collection layouts.
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2"}
@@ -29,10 +31,6 @@ PILLOW_DEFAULT_PIXEL_LIMIT = 1024 * 1024 * 1024 // 4 // 3
 
 # Pillow's own guard is one global; it is lifted only while this module opens a header.
 _guard_lock = threading.Lock()
-
-
-class UnreadableImageError(Exception):
-    """An image file that cannot be decoded; the message says why."""
 
 
 def pixel_limit() -> int:

@@ -1,6 +1,6 @@
 """What each image file of a collection is: decodable or why not, its hashes, its oddities.
 
-One scan decodes every file once (at reduced size) and caches the result in a SQLite file,
+One scan decodes every file once (at reduced size) and keeps the result in the facts file (SQLite),
 keyed by the file's path, size and modification time, so that indexing a collection for
 training and auditing it cost one decode per file, ever, and a second pass is instant.
 """
@@ -22,11 +22,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from significance.data.images import UnreadableImageError, file_sha256, load_image, open_image
+from significance.data.images import file_sha256, load_image, open_image
+from significance.errors import UnreadableImageError
 
 log = logging.getLogger(__name__)
 
-# Bump when what a scan records changes: older cache entries are then ignored.
+# Bump when what a scan records changes: older facts are then ignored.
 SCAN_VERSION = 1
 # Images are decoded at this size to be checked and hashed (JPEGs via draft: fast).
 HASH_DECODE_SIZE = 128
@@ -134,17 +135,17 @@ def _foreign_format(path: Path) -> str | None:
 
 def scan_files(
     paths: Iterable[str | Path],
-    cache_file: str | Path | None = None,
+    facts_file: str | Path | None = None,
     workers: int | None = None,
     description: str = "Scanning images",
 ) -> dict[Path, ImageFacts]:
-    """Facts of every path, from the cache where the file is unchanged, else scanned anew.
+    """Facts of every path, from the facts file where the file is unchanged, else scanned anew.
 
     Decoding runs in threads: Pillow and hashlib release the GIL while they work.
     """
     paths = list(dict.fromkeys(Path(p) for p in paths))
-    cache = _Cache(cache_file) if cache_file else None
-    facts = cache.get_many(paths) if cache else {}
+    facts_store = _FactsFile(facts_file) if facts_file else None
+    facts = facts_store.get_many(paths) if facts_store else {}
     todo = [path for path in paths if path not in facts]
     if todo:
         workers = workers or min(8, os.cpu_count() or 1)
@@ -158,24 +159,24 @@ def scan_files(
                 disable=len(todo) < 20,
             ):
                 facts[path] = result
-        if cache:
-            cache.put_many({path: facts[path] for path in todo})
-    if cache:
-        cache.close()
+        if facts_store:
+            facts_store.put_many({path: facts[path] for path in todo})
+    if facts_store:
+        facts_store.close()
     return {path: facts[path] for path in paths}
 
 
-def cached_hashes(cache_file: str | Path, paths: Iterable[str | Path]) -> dict[Path, str]:
-    """SHA-256 of the paths whose facts are cached and whose file has not changed since."""
-    cache = _Cache(cache_file)
+def current_hashes(facts_file: str | Path, paths: Iterable[str | Path]) -> dict[Path, str]:
+    """SHA-256 of the paths whose facts file entry is current (the file has not changed since)."""
+    facts_store = _FactsFile(facts_file)
     try:
-        facts = cache.get_many([Path(p) for p in paths])
+        facts = facts_store.get_many([Path(p) for p in paths])
     finally:
-        cache.close()
+        facts_store.close()
     return {path: value.sha256 for path, value in facts.items() if value.sha256}
 
 
-class _Cache:
+class _FactsFile:
     """Scan results in SQLite, keyed by absolute path and valid while size and mtime hold."""
 
     def __init__(self, file: str | Path) -> None:

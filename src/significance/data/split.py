@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from significance.data.collection import Sample
+from significance.errors import SplitError
+from significance.files import atomic_write
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ("path", "label", "group", "split", "sha256")
 # The first line of split.csv since format 2 (the SHA-256 column); format 1 files lack it.
 SPLIT_FORMAT = 2
 FORMAT_LINE = f"# significance split format {SPLIT_FORMAT}"
-
-
-class SplitError(Exception):
-    """The samples cannot be split as asked; the message says why."""
 
 
 def split_stratified(
@@ -279,15 +276,13 @@ def write_split(path: str | Path, samples: Iterable[Sample], assignment: dict[st
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         handle.write(FORMAT_LINE + "\n")
         writer = csv.writer(handle)
         writer.writerow(SPLIT_COLUMNS)
         for sample in sorted(samples, key=lambda s: s.path):
             row = [sample.path, sample.label, sample.group, assignment[sample.path], sample.sha256]
             writer.writerow(row)
-    os.replace(temporary, path)
 
 
 def read_split(path: str | Path) -> dict[str, list[Sample]]:

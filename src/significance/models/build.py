@@ -9,6 +9,7 @@ import torchvision
 from torch import nn
 
 from significance.data.transforms import Preprocessing
+from significance.errors import ConfigurationError, PretrainedWeightsMissing
 
 # ImageNet statistics, used by every torchvision classification weight and by the tiny model.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -18,10 +19,6 @@ TINY_MODEL = "tiny_vgg"
 # (the study's VGG16: only the convolutions come from ImageNet); `pretrained`, the weights'
 # own linear layers kept and only the last one replaced.
 HEADS = ("new", "pretrained")
-
-
-class PretrainedWeightsMissing(Exception):
-    """ImageNet weights are neither cached nor downloadable; the message says where to put them."""
 
 
 def tiny_vgg(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
@@ -66,7 +63,7 @@ def build_classifier(
     `head="new"` also starts every other linear layer afresh (see `HEADS`).
     """
     if head not in HEADS:
-        raise ValueError(f"model.head must be one of {HEADS}, got {head!r}")
+        raise ConfigurationError(f"model.head must be one of {HEADS}, got {head!r}")
     if name == TINY_MODEL:
         return tiny_vgg(num_classes=num_classes)
     model = torchvision.models.get_model(name, weights=None)

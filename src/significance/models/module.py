@@ -20,12 +20,9 @@ from torchmetrics.classification import (
 
 from significance.data.datamodule import epoch_seed
 from significance.data.transforms import Preprocessing
+from significance.errors import CheckpointError
 from significance.models.build import build_classifier
 from significance.tasks import Task
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message says why."""
 
 
 def summary_metrics(num_classes: int) -> MetricCollection:

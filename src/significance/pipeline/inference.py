@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from significance.data.datamodule import resolve_num_workers
-from significance.data.images import UnreadableImageError, load_image
+from significance.data.images import load_image
 from significance.data.transforms import Preprocessing, normalize
+from significance.errors import UnreadableImageError
+from significance.hardware import resolve_num_workers
 from significance.models.module import ArtworkClassifier
 from significance.pipeline.loading import Pipeline
 

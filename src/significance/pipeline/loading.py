@@ -11,14 +11,11 @@ from typing import Any
 
 import torch
 
+from significance.errors import PipelineError
 from significance.models.module import ArtworkClassifier, load_classifier
-from significance.processes import FINISHED_STATUSES, SUMMARY_FILE
+from significance.run_files import FINISHED_STATUSES, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
-
-
-class PipelineError(Exception):
-    """A pipeline that cannot be built as configured; the message says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +102,7 @@ def spec_from_sweep(sweep_dir: str | Path) -> PipelineSpec:
     return PipelineSpec(stage1=stage1_rows[0]["checkpoint"], stage2=stage2)
 
 
-def load_pipeline(spec: PipelineSpec, device: str = "auto") -> Pipeline:
+def load_pipeline(spec: PipelineSpec, accelerator: str = "auto") -> Pipeline:
     """Load every checkpoint once (weights only) and check each sits in its slot.
 
     Reads checkpoints only, no image: a misconfigured pipeline stops before any work.
@@ -134,7 +131,7 @@ def load_pipeline(spec: PipelineSpec, device: str = "auto") -> Pipeline:
                 )
             stage2.setdefault(artwork_type, {})[name] = model
             checkpoints[task.id] = str(path)
-    resolved = resolve_device(device)
+    resolved = resolve_device(accelerator)
     pipeline = Pipeline(stage1, stage2, resolved, checkpoints)
     for model in pipeline.models().values():
         model.to(resolved)
@@ -142,8 +139,8 @@ def load_pipeline(spec: PipelineSpec, device: str = "auto") -> Pipeline:
     return pipeline
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(accelerator: str) -> torch.device:
     """`auto`: the GPU when there is one; Lightning's accelerator names are accepted too."""
-    if device == "auto":
+    if accelerator == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device({"gpu": "cuda"}.get(device, device))
+    return torch.device({"gpu": "cuda"}.get(accelerator, accelerator))

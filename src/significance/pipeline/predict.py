@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from significance.data.collection import table_path
 from significance.data.images import IMAGE_SUFFIXES
+from significance.errors import InputError
 from significance.pipeline.inference import (
     decode_size,
     decoded_batches,
@@ -62,7 +63,7 @@ def list_inputs(source: str | Path | Sequence[str | Path]) -> list[str]:
         return [str(source.parent / table_path(row[column])) for row in body if row]
     if source.is_file():
         return [str(source)]
-    raise FileNotFoundError(f"input {source} is neither an image, a folder nor a CSV of paths")
+    raise InputError(f"input {source} is neither an image, a folder nor a CSV of paths")
 
 
 def output_columns(pipeline: Pipeline) -> list[str]:
@@ -89,13 +90,13 @@ def predict(
     explain: bool = False,
     batch_size: int = 64,
     num_workers: int | str = "auto",
-    device: str = "auto",
+    accelerator: str = "auto",
 ) -> list[dict[str, Any]]:
     """Classify every file of `source`; write `predictions.csv` and `.jsonl`; return the rows."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(pipeline, PipelineSpec):
-        pipeline = load_pipeline(pipeline, device)  # every checkpoint checked before any image
+        pipeline = load_pipeline(pipeline, accelerator)  # every checkpoint checked before any image
     paths = list_inputs(source)
     columns = output_columns(pipeline)
     rows: list[dict[str, Any]] = []

@@ -1,6 +1,6 @@
 """Reports as researchers publish them: per-class tables, confusion matrices, sweep tables.
 
 Data flows one way into here: predictions and metrics of an evaluation -> files of its run
-(`evaluation.py`), those files -> a sweep's `results.md` (`sweep.py`) and the wandb run
+(`checkpoint_report.py`), those files -> a sweep's `results.md` (`sweep.py`) and the wandb run
 (`dashboard.py`).
 """

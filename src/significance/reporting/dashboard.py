@@ -1,6 +1,6 @@
 """A training job's own reports: `curves.png` from the CSV log, and its wandb run's panels.
 
-Called once, on rank 0, after the single-device test (`significance.training`): the figures
+Called once, on rank 0, after the single-device test (`significance.training.train`): the figures
 are final and no other rank is logging.
 """
 
@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 
-from significance.data.images import UnreadableImageError, load_image
-from significance.reporting.evaluation_report import (
+from significance.data.images import load_image
+from significance.errors import UnreadableImageError
+from significance.reporting.checkpoint_report import (
     CONFUSION_MATRIX_FILE,
     PER_CLASS_FILE,
     PREDICTIONS_FILE,
@@ -23,6 +24,7 @@ from significance.reporting.evaluation_report import (
     worst_mistakes,
 )
 from significance.reporting.plots import write_curves_png
+from significance.run_files import METRICS_LOG
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,10 @@ THUMBNAIL_SIZE = 256  # longest side of a misclassified image in wandb
 def report_training_run(loggers: Sequence[Logger], output_dir: Path, test_dir: Path) -> None:
     """Write `curves.png` into `output_dir`; put the test report of `test_dir` into wandb."""
     for logger in loggers:
-        if isinstance(logger, CSVLogger):
-            logger.save()
-            metrics_csv = Path(logger.experiment.metrics_file_path)
-            if metrics_csv.is_file():
-                write_curves_png(metrics_csv, output_dir / CURVES_FILE, output_dir.name)
+        logger.save()
+    if (output_dir / METRICS_LOG).is_file():
+        write_curves_png(output_dir / METRICS_LOG, output_dir / CURVES_FILE, output_dir.name)
+    for logger in loggers:
         if isinstance(logger, WandbLogger):
             log_evaluation_to_wandb(logger.experiment, test_dir)
 

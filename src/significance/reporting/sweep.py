@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from significance.processes import FINISHED_STATUSES, SUMMARY_FILE
-from significance.reporting.evaluation_report import (
+from significance.errors import InputError
+from significance.reporting.checkpoint_report import (
     PER_CLASS_FILE,
     markdown_table,
     read_rows_csv,
     write_rows_csv,
 )
 from significance.reporting.study import STUDY_RESULTS, STUDY_SOURCE
+from significance.run_files import FINISHED_STATUSES, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def read_sweep(sweep_dir: Path) -> tuple[list[Configuration], list[dict[str, str
     """
     summary = sweep_dir / SUMMARY_FILE
     if not summary.is_file():
-        raise FileNotFoundError(f"{summary} not found: is {sweep_dir} a sweep folder?")
+        raise InputError(f"{summary} not found: is {sweep_dir} a sweep folder?")
     rows = read_rows_csv(summary)
     overrides = [configuration_overrides(row["overrides"]) for row in rows]
     shared = set.intersection(*overrides) if overrides else set()

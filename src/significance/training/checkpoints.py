@@ -1,4 +1,4 @@
-"""Crash safety: atomic checkpoints, resuming a run from its last checkpoint, continuous logs.
+"""Crash safety: atomic checkpoint writes, and choosing the checkpoint a run resumes from.
 
 A run resumes when its folder already holds `checkpoints/last.ckpt` (`resume=auto`, the
 default), so rerunning a command with the same run folder (`hydra.run.dir=...`, a sweep's job
@@ -7,46 +7,21 @@ folder, or `resume=<run folder>`) continues where the run stopped.
 
 from __future__ import annotations
 
-import csv
 import errno
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from significance.errors import CheckpointSaveError, ResumeError
+from significance.files import atomic_write
 from significance.models.module import read_checkpoint
-from significance.processes import RESULT_FILE
+from significance.run_files import LAST_CHECKPOINT, RESULT_FILE, SKIPPED_FILE, SPLIT_FILE
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
-
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
-
-class ResumeError(Exception):
-    """A run cannot resume as asked; the message says why."""
-
-
-class CheckpointSaveError(OSError):
-    """A checkpoint could not be written; the previous one of that name is kept."""
-
-
-def run_dir(resume: Any, default: str) -> str:
-    """The run folder: `resume` when it names one (`resume=outputs/runs/...`), else `default`.
-
-    Used as `${run_dir:${resume},...}` in `hydra.run.dir`, so that `resume=<folder>` both
-    chooses the folder and resumes from its last checkpoint.
-    """
-    if isinstance(resume, str) and resume not in ("auto", "true", "false"):
-        return resume
-    return default
 
 
 def checkpoint_to_resume(resume: Any, output_dir: Path) -> Path | None:
@@ -73,7 +48,7 @@ def discard_previous_split(output_dir: Path) -> None:
     for it (in `summary.csv`, say). Call on rank 0 only, before `fit`: the other ranks read
     the split this run then writes.
     """
-    for name in ("split.csv", "skipped.csv", RESULT_FILE):
+    for name in (SPLIT_FILE, SKIPPED_FILE, RESULT_FILE):
         if (output_dir / name).is_file():
             log.info("Starting afresh: the previous %s in %s is replaced", name, output_dir)
             (output_dir / name).unlink()
@@ -119,15 +94,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            with temporary.open("wb") as handle:
+            with atomic_write(path, "wb") as handle:
                 torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
         except BaseException as error:
-            temporary.unlink(missing_ok=True)
             if isinstance(error, OSError) or _is_disk_error(error):
                 reason = "the disk is full" if _is_disk_full(error) else str(error)
                 kept = f"the previous {path.name} is kept" if path.is_file() else "none kept"
@@ -153,67 +123,3 @@ def _is_disk_error(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and (
         _is_disk_full(error) or "write failed" in str(error)
     )
-
-
-class _ContinuingWriter(ExperimentWriter):
-    """Lightning's CSV writer, but it keeps (instead of deleting) an existing metrics.csv."""
-
-    def _check_log_dir_exists(self) -> None:
-        pass  # earlier rows are trimmed to the resumed epoch by ContinueMetricsLog instead
-
-    def _record_new_keys(self) -> set[str]:
-        if not self.metrics_keys and os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as handle:
-                self.metrics_keys = list(csv.DictReader(handle).fieldnames or [])
-        return super()._record_new_keys()
-
-
-class ContinuingCSVLogger(CSVLogger):
-    """A CSVLogger whose `metrics.csv` survives a restart, so a resumed run's log continues."""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
-        return self._experiment
-
-
-class ContinueMetricsLog(L.Callback):
-    """At the start of training, drop the log rows of epochs this run is about to redo.
-
-    A fresh run starts at epoch 0 and so clears any old log in its folder; a resumed run keeps
-    the epochs its checkpoint had finished and drops those it lost in the crash.
-    """
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        for logger in trainer.loggers:
-            if isinstance(logger, CSVLogger) and logger.log_dir:
-                trim_metrics_log(Path(logger.log_dir) / "metrics.csv", trainer.current_epoch)
-
-
-def trim_metrics_log(path: Path, first_epoch: int) -> None:
-    """Keep only the rows of `path` from epochs before `first_epoch`, rewriting it atomically."""
-    if not path.is_file():
-        return
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        rows = [row for row in reader if _epoch(row) < first_epoch]
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
-
-
-def _epoch(row: dict[str, str]) -> float:
-    """A row's epoch; rows without one (the test figures, logged after training) count last."""
-    try:
-        return float(row["epoch"])
-    except (KeyError, ValueError):
-        return float("inf")

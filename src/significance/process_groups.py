@@ -10,33 +10,11 @@ ends whatever is left of that group once the job's main process has exited.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
-from typing import IO, Any
-
-# A sweep folder holds summary.csv (a row per job); each job's folder its result.json.
-SUMMARY_FILE = "summary.csv"
-RESULT_FILE = "result.json"
-# `status` values of summary.csv for jobs whose results stand: "skipped" is a job that finished
-# in an earlier run of the same sweep folder (its figures are carried over).
-FINISHED_STATUSES = ("ok", "skipped")
-
-
-def finished_result(job_dir: Path) -> dict[str, Any] | None:
-    """The job's `result.json` when it says the job finished ("status": "ok"), else None."""
-    try:
-        result = json.loads((job_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) and result.get("status") == "ok" else None
-
-
-class SweepJobFailed(RuntimeError):
-    """A job of a sweep failed; its own log says why (the sweep went on without it)."""
+from typing import IO
 
 
 def start_process_group(

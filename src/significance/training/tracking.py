@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from significance.resume import ContinuingCSVLogger
+from significance.errors import ConfigurationError
+from significance.training.metrics_log import ResumableCSVLogger
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def has_wandb_credentials() -> bool:
 def resolve_wandb_mode(mode: str) -> str:
     """`auto` -> `WANDB_MODE` if set, else online when logged in and offline otherwise."""
     if mode not in WANDB_MODES:
-        raise ValueError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
+        raise ConfigurationError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
     if mode != "auto":
         return mode
     return os.environ.get("WANDB_MODE") or ("online" if has_wandb_credentials() else "offline")
@@ -79,7 +80,7 @@ def make_loggers(
     wandb_config: dict[str, Any] | None, output_dir: Path, run_config: dict[str, Any]
 ) -> list[Logger]:
     """A CSV log (always: it feeds the local curves) and, when configured, a wandb run."""
-    loggers: list[Logger] = [ContinuingCSVLogger(save_dir=str(output_dir), name="", version="logs")]
+    loggers: list[Logger] = [ResumableCSVLogger(output_dir / "logs")]
     if not wandb_config:
         return loggers
     options = dict(wandb_config)

@@ -19,12 +19,12 @@ from torchmetrics.functional.classification import (
 
 from significance.data.collection import Sample
 from significance.reporting.plots import write_confusion_matrix_png
+from significance.run_files import REPORT_FILE
 from significance.tasks import Task
 
 PER_CLASS_FILE = "per_class.csv"
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-REPORT_FILE = "report.md"
 # The study's layout (Table 5): per class precision, recall, F1; overall rows add accuracy.
 PER_CLASS_COLUMNS = ("name", "precision", "recall", "f1", "accuracy", "support")
 AVERAGES = ("macro", "weighted")

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from significance.checkpoint_evaluation import recorded_split_file, seen_images
 from significance.data.collection import index_collection
-from significance.evaluation import recorded_split_file, seen_images, write_json
-from significance.models.module import CheckpointError
+from significance.errors import CheckpointError, ConfigurationError, InputError
+from significance.files import write_json
 from significance.pipeline.inference import (
     decode_size,
     decoded_batches,
@@ -43,28 +44,28 @@ def evaluate_pipeline(
     data: dict[str, Any] | None = None,
     batch_size: int = 64,
     num_workers: int | str = "auto",
-    device: str = "auto",
-    cache_file: str | Path | None = None,
+    accelerator: str = "auto",
+    facts_file: str | Path | None = None,
     exclude_seen: bool = True,
 ) -> dict[str, Any]:
     """Stage-1 accuracy, per-field accuracy with the true type and end to end, error sources.
 
     The images are every image of the collection with an artwork type, less those any model
     of the pipeline trained or validated on, matched by content wherever the collection lies
-    (`exclude_seen`); `cache_file` holds the facts of scanned files. Writes
+    (`exclude_seen`); `facts_file` holds the facts of scanned files. Writes
     `pipeline_metrics.json` and `pipeline_report.md` into `output_dir`.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = load_pipeline(spec, device)
+    pipeline = load_pipeline(spec, accelerator)
     collection = collection_of(pipeline, data)
     root = Path(collection["root"])
-    labels, hashes = collection_labels(pipeline, collection, cache_file)
+    labels, hashes = collection_labels(pipeline, collection, facts_file)
     seen = seen_by_pipeline(pipeline) if exclude_seen else set()
     excluded = {path for path in labels if hashes[path] in seen}
     paths = sorted(path for path in labels if path not in excluded)
     if not paths:
-        raise ValueError(f"every labelled image of {root} trained some model of the pipeline")
+        raise InputError(f"every labelled image of {root} trained some model of the pipeline")
     stage1_task = pipeline.stage1.task
     stage1_correct, unreadable = 0, []
     counts: dict[str, Counter] = {task_id: Counter() for task_id in pipeline.field_tasks}
@@ -171,7 +172,7 @@ def collection_of(pipeline: Pipeline, data: dict[str, Any] | None) -> dict[str, 
     base = {"layout": "annotations", "annotations_file": "annotations.csv"}
     collection = {**base, **given} if given.get("root") else {**base, **trained}
     if collection.get("layout") != "annotations":
-        raise ValueError(
+        raise ConfigurationError(
             "the pipeline is evaluated on an annotations table (data.layout="
             "annotations): class folders hold the labels of one task only"
         )
@@ -179,12 +180,12 @@ def collection_of(pipeline: Pipeline, data: dict[str, Any] | None) -> dict[str, 
 
 
 def collection_labels(
-    pipeline: Pipeline, collection: dict[str, Any], cache_file: str | Path | None = None
+    pipeline: Pipeline, collection: dict[str, Any], facts_file: str | Path | None = None
 ) -> tuple[dict[str, dict], dict[str, str]]:
     """`{path: {task id: label}}` of every image with an artwork type, from one table, and
     `{path: SHA-256}`.
 
-    Each model's task indexes the collection; `cache_file` makes that one scan, not one a model.
+    Each model's task indexes the collection; `facts_file` makes that one scan, not one a model.
     """
     labels: dict[str, dict[str, str]] = {}
     hashes: dict[str, str] = {}
@@ -194,7 +195,7 @@ def collection_labels(
             "annotations",
             model.task,
             collection["annotations_file"],
-            cache_file,
+            facts_file,
         )
         for sample in samples:
             if model.task.stage == 1 or sample.path in labels:

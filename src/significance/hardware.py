@@ -1,18 +1,21 @@
-"""Speed options chosen for the machine at hand: native bf16, DataLoader workers."""
+"""The machine at hand: its cores, DataLoader workers, native bf16, glibc's memory settings."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 from functools import cache
 from pathlib import Path
 
-import torch
-
 log = logging.getLogger(__name__)
 
 # /proc/cpuinfo flags of CPUs that compute bf16 natively; elsewhere autocast emulates it slowly.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# mallopt parameters of glibc (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
 
 
 def usable_cores() -> int:
@@ -32,6 +35,20 @@ def cores_per_process(processes: int) -> int:
     return max(1, usable_cores() // max(1, processes))
 
 
+def resolve_num_workers(num_workers: int | str, processes: int, cached: bool = False) -> int:
+    """`auto`: the CPU cores left per training process of this node after it, at most 8.
+
+    From the image cache a sample is a copy out of a memory map, so a worker pays off only with
+    two cores to spare (measured: experiments/speed.md), and two are plenty.
+    """
+    if num_workers != "auto":
+        return int(num_workers)
+    spare = cores_per_process(processes) - 1
+    if cached:
+        return 0 if spare < 2 else 2
+    return max(0, min(8, spare))
+
+
 @cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is no such file)."""
@@ -48,6 +65,8 @@ def cpu_flags() -> frozenset[str]:
 def native_bf16(accelerator: str = "cpu") -> bool:
     """Whether bf16 runs natively: a CUDA GPU that supports it, or a CPU with bf16 instructions."""
     if accelerator in ("gpu", "cuda"):
+        import torch
+
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(NATIVE_BF16_FLAGS & cpu_flags())
 
@@ -55,9 +74,11 @@ def native_bf16(accelerator: str = "cpu") -> bool:
 def warn_if_bf16_emulated(precision: str, accelerator: str) -> bool:
     """Warn when bf16 is asked for on a CPU that lacks bf16 instructions; True if it warned.
 
-    There autocast emulates bf16, many times slower than fp32 (PITFALLS.md: seen on AVX2-only
-    machines), so the setting would slow training down instead of speeding it up.
+    There autocast emulates bf16, many times slower than fp32, so the setting would slow
+    training down instead of speeding it up.
     """
+    import torch
+
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     if not str(precision).startswith("bf16") or not on_cpu or native_bf16("cpu"):
         return False
@@ -68,3 +89,18 @@ def warn_if_bf16_emulated(precision: str, accelerator: str) -> bool:
         " or ".join(sorted(NATIVE_BF16_FLAGS)),
     )
     return True
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the system.
+
+    Every training step frees and reallocates the same large buffers; by default glibc unmaps
+    each block above 32 MB and the next step faults it back in page by page (what that cost:
+    experiments/speed.md). Returns False where libc is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**30))
+    except (OSError, AttributeError):
+        log.debug("mallopt is not available: memory settings left as they are")
+        return False

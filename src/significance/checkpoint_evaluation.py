@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,11 @@ from significance.data.collection import Sample, index_collection, table_path
 from significance.data.datamodule import ArtworkDataModule, write_skipped
 from significance.data.images import file_sha256
 from significance.data.split import read_split, write_split
-from significance.models.module import ArtworkClassifier, CheckpointError, load_classifier
-from significance.reporting.evaluation_report import write_evaluation_report
+from significance.errors import CheckpointError
+from significance.files import write_json
+from significance.models.module import ArtworkClassifier, load_classifier
+from significance.reporting.checkpoint_report import write_evaluation_report
+from significance.run_files import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def evaluate_checkpoint(
     num_workers: int | str = "auto",
     accelerator: str = "auto",
     cache_dir: str | Path | None = None,
-    cache_file: str | Path | None = None,
+    facts_file: str | Path | None = None,
     exclude_seen: bool = True,
 ) -> dict[str, Any]:
     """Test `ckpt` on a single device, write `metrics.json` into `output_dir`, return the metrics.
@@ -39,7 +40,7 @@ def evaluate_checkpoint(
     (`split_file`, by default the one its checkpoint names). With `data.root`, every labelled
     image of that collection for the checkpoint's task is used instead, less those the model
     trained or validated on, matched by content (`exclude_seen`; `seen_images`). With `cache_dir`,
-    decoded images are read from (and added to) the image cache there; with `cache_file`, the
+    decoded images are read from (and added to) the image cache there; with `facts_file`, the
     facts of scanned files (see `index_collection`).
     """
     output_dir = Path(output_dir)
@@ -56,7 +57,7 @@ def evaluate_checkpoint(
             data_config["layout"],
             model.task,
             data_config["annotations_file"],
-            cache_file,
+            facts_file,
         )
         if exclude_seen:
             samples, excluded = unseen_samples(samples, ckpt, model, data_config["root"])
@@ -83,7 +84,7 @@ def evaluate_checkpoint(
     metrics["data_root"] = str(data_config["root"])
     metrics["split_file"] = str(split_file)
     metrics["excluded_seen"] = excluded
-    write_json(output_dir / "metrics.json", metrics)
+    write_json(output_dir / METRICS_FILE, metrics)
     # The test loader keeps the dataset's order: prediction i is test sample i.
     table = write_evaluation_report(
         output_dir,
@@ -180,10 +181,3 @@ def run_test(
     )
     trainer.test(model, datamodule=datamodule, verbose=False)
     return dict(model.test_results)
-
-
-def write_json(path: Path, values: dict[str, Any]) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)

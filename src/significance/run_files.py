@@ -1,0 +1,33 @@
+"""The names of a run's and a sweep's files, and reading a finished job's result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# A run's (or sweep job's) folder.
+RESULT_FILE = "result.json"
+SPLIT_FILE = "split.csv"
+SKIPPED_FILE = "skipped.csv"
+WANDB_ID_FILE = "wandb_id.txt"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+METRICS_LOG = Path("logs") / "metrics.csv"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+
+# A sweep's folder: a row per job in summary.csv, the tables in results.md.
+SUMMARY_FILE = "summary.csv"
+RESULTS_FILE = "results.md"
+# `status` values of summary.csv for jobs whose results stand: "skipped" is a job that finished
+# in an earlier run of the same sweep folder (its figures are carried over).
+FINISHED_STATUSES = ("ok", "skipped")
+
+
+def finished_result(job_dir: Path) -> dict[str, Any] | None:
+    """The job's `result.json` when it says the job finished ("status": "ok"), else None."""
+    try:
+        result = json.loads((job_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("status") == "ok" else None

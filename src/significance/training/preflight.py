@@ -1,0 +1,86 @@
+"""Refusing training settings that cannot work, before any data is read or model is built."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from significance.data.datamodule import check_global_batch
+from significance.errors import ConfigurationError
+from significance.hardware import usable_cores
+from significance.models.build import TINY_MODEL
+
+# Five 2x poolings (VGG, ResNet, ConvNeXt): below 32 px the last feature map is empty.
+MIN_IMAGE_SIZE = {TINY_MODEL: 4}
+DEFAULT_MIN_IMAGE_SIZE = 32
+
+
+def check_environment(cfg: DictConfig, output_dir: Path) -> None:
+    """Refuse devices this machine lacks, too small images and an unwritable output folder."""
+    problems = [
+        *_device_problems(cfg.trainer.accelerator, cfg.trainer.devices),
+        *_image_size_problems(cfg.model.name, cfg.model.get("image_size")),
+        *_writable_problems(output_dir),
+    ]
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
+def validate_training_config(cfg: DictConfig) -> None:
+    """Refuse settings that cannot work, before any data is read or model built."""
+    problems = []
+    if cfg.optimizer.lr <= 0:
+        problems.append(f"optimizer.lr must be > 0, got {cfg.optimizer.lr}")
+    if cfg.data.batch_size < 1:
+        problems.append(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if not 0 < cfg.data.val_fraction < 1:
+        problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
+    devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
+    if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) and nodes > 0:
+        try:  # here, before the collection is scanned; the DataModule checks it again
+            check_global_batch(cfg.data.batch_size, devices * nodes)
+        except ConfigurationError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
+def _device_problems(accelerator: str, devices: Any) -> list[str]:
+    if not isinstance(devices, int) or devices < 1:
+        return []  # "auto", -1 and device lists are Lightning's to check
+    gpus = torch.cuda.device_count()
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        return [f"trainer.accelerator={accelerator} but this machine has no CUDA GPU"]
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0):
+        if devices > gpus:
+            return [f"trainer.devices={devices} but this machine has {gpus} GPU(s)"]
+        return []
+    cores = usable_cores()
+    if accelerator in ("cpu", "auto") and devices > cores:
+        return [
+            f"trainer.devices={devices} processes but this machine has {cores} CPU core(s) "
+            "and no GPU"
+        ]
+    return []
+
+
+def _image_size_problems(model_name: str, image_size: int | None) -> list[str]:
+    minimum = MIN_IMAGE_SIZE.get(model_name, DEFAULT_MIN_IMAGE_SIZE)
+    if image_size is not None and image_size < minimum:
+        return [f"model.image_size={image_size} is below the {minimum} px {model_name} accepts"]
+    return []
+
+
+def _writable_problems(output_dir: Path) -> list[str]:
+    probe = output_dir / f".write-test-{uuid.uuid4().hex}"
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        return [f"cannot write to the output folder {output_dir} ({error.strerror or error})"]
+    return []
