@@ -33,6 +33,11 @@ PILLOW_DEFAULT_PIXEL_LIMIT = 1024 * 1024 * 1024 // 4 // 3
 _guard_lock = threading.Lock()
 
 
+def is_hidden(relative: str | Path) -> bool:
+    """Whether a path inside a collection is hidden (`.ipynb_checkpoints/`, `.DS_Store`, ...)."""
+    return any(part.startswith(".") for part in Path(relative).parts)
+
+
 def pixel_limit() -> int:
     """Pillow's decompression-bomb limit in pixels as set now (tests may lower it)."""
     # Under the lock: another thread's `open_image` lifts the limit for a moment.
