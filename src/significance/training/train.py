@@ -148,6 +148,7 @@ def build_model(
         seed=int(cfg.seed),
         split_file=str((output_dir / SPLIT_FILE).resolve()),
         channels_last=bool(cfg.get("channels_last", False)),
+        scheduler=to_plain(cfg.get("scheduler")),
     )
 
 
