@@ -1,4 +1,5 @@
-"""Compatibility: what release 0.1 wrote still evaluates, resumes and reports with today's code.
+"""Compatibility: what release 0.1 wrote still evaluates, resumes and reports with today's code;
+and a job's log carries no warning about settings of ours (deprecated, or Lightning's tips).
 
 The release 0.1 files are in `fixtures/release_0_1/` (its README says how they were made).
 """
@@ -125,3 +126,22 @@ def test_a_release_0_1_sweep_reports_with_todays_report_py(sweep_0_1: Path):
     assert f"{float(row['test_acc']):.3f} (1 seed)" in overview
     assert f"{float(row['test_f1_macro']):.3f} (1 seed)" in overview
     assert (sweep_0_1 / "results.csv").is_file()
+
+
+def test_a_training_job_logs_no_deprecated_setting_nor_tip(tmp_path: Path, demo_dir: Path):
+    run_dir = tmp_path / "run"
+    process = run_script(
+        "train.py",
+        "task=icons/location",
+        *[o for o in FAST if not o.startswith(("logger=", "trainer.max_epochs="))],
+        "trainer.max_epochs=1",
+        f"data.demo_dir={demo_dir}",
+        f"hydra.run.dir={run_dir}",
+        env={"WANDB_SILENT": "false"},  # wandb's own warnings shown, as a user sees them
+    )
+    assert_ok(process)
+    log = process.stdout + process.stderr + (run_dir / "train.log").read_text()
+    assert "wandb runs offline into" in log  # the wandb logger was on
+    assert "anonymous" not in log  # wandb: "The anonymous setting has no effect ..."
+    assert "Tip:" not in log  # Lightning: "💡 Tip: For seamless cloud logging ..."
+    assert "logging interval" not in log  # Lightning: epochs shorter than log_every_n_steps
