@@ -35,6 +35,7 @@ from significance.training.checkpoints import (
     check_resumable,
     checkpoint_to_resume,
     discard_previous_split,
+    expect_own_checkpoints,
 )
 from significance.training.metrics_log import ContinueMetricsLog
 from significance.training.preflight import check_environment, validate_training_config
@@ -115,6 +116,7 @@ def choose_resume(cfg: DictConfig, task: Task, output_dir: Path) -> Path | None:
     if resume_from is not None:
         epoch = check_resumable(resume_from, task, cfg.model.name)
         log.info("Resuming %s from %s (saved in epoch %d)", task.id, resume_from, epoch)
+        expect_own_checkpoints()
     elif rank_zero_only.rank == 0:
         discard_previous_split(output_dir)
     return resume_from
