@@ -7,6 +7,9 @@ from torch import nn
 
 from significance.errors import PretrainedWeightsMissing
 from significance.models.build import build_classifier, preprocessing_for
+from significance.models.module import ArtworkClassifier, read_checkpoint
+from significance.run_files import LAST_CHECKPOINT
+from significance.training.train import train
 
 
 @pytest.mark.parametrize("name", ["tiny_vgg", "vgg16", "resnet18", "convnext_tiny"])
@@ -95,3 +98,52 @@ def test_missing_weights_offline_name_the_file_and_where_to_put_it(tmp_path: Pat
     assert "vgg16-397923af.pth" in message
     assert str(tmp_path / "hub" / "checkpoints") in message
     assert "model.pretrained=false" in message
+
+
+def test_the_optimizer_and_its_schedule_are_config_groups(compose_train):
+    cfg = compose_train(fast=False)
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-5
+    assert cfg.optimizer.amsgrad and cfg.optimizer.fused and cfg.optimizer.weight_decay == 0
+    assert cfg.scheduler is None  # the study's constant rate
+    cfg = compose_train(
+        "optimizer=sgd", "optimizer.lr=0.01", "scheduler=cosine", "trainer.max_epochs=7"
+    )
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.lr == 0.01
+    assert cfg.optimizer.momentum == 0.9 and cfg.scheduler.T_max == 7
+
+
+def test_configure_optimizers_instantiates_the_optimizer_and_schedule_configs():
+    model = ArtworkClassifier(
+        task={"id": "artefact", "stage": 1, "field": "artwork_type", "classes": ["a", "b"]},
+        model={"name": "tiny_vgg"},
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1, "momentum": 0.9},
+        preprocessing=preprocessing_for("tiny_vgg", 32).to_dict(),
+        scheduler={
+            "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+            "_partial_": True,
+            "T_max": 7,
+        },
+    )
+    configured = model.configure_optimizers()
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]
+    assert type(optimizer) is torch.optim.SGD and optimizer.defaults["momentum"] == 0.9
+    assert optimizer.param_groups[0]["params"] == list(model.parameters())
+    assert type(schedule) is torch.optim.lr_scheduler.CosineAnnealingLR and schedule.T_max == 7
+    assert schedule.optimizer is optimizer
+
+
+def test_sgd_with_a_cosine_schedule_trains_into_a_plain_checkpoint(compose_train, tmp_path: Path):
+    cfg = compose_train(
+        "task=icons/location",
+        "optimizer=sgd",
+        "scheduler=cosine",  # over FAST's 2 epochs
+        "callbacks.last_checkpoint.every_n_epochs=1",
+        "callbacks.last_checkpoint.train_time_interval=null",
+    )
+    assert train(cfg)["status"] == "ok"  # its best.ckpt evaluated as evaluate.py does
+    last = read_checkpoint(tmp_path / "run" / LAST_CHECKPOINT)  # weights_only: plain values
+    assert last["hyper_parameters"]["optimizer"]["_target_"] == "torch.optim.SGD"
+    assert last["hyper_parameters"]["scheduler"]["T_max"] == 2
+    (schedule,) = last["lr_schedulers"]
+    assert schedule["last_epoch"] == 2  # stepped once an epoch, down to 0 at the end
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0, abs=1e-12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from significance.errors import CheckpointError
 from significance.models.build import build_classifier
 from significance.tasks import Task
 
+# Release 0.1 stored Adam's arguments alone ({lr, amsgrad, weight_decay, fused}, no _target_).
+RELEASE_0_1_OPTIMIZER = "torch.optim.Adam"
+
 
 def summary_metrics(num_classes: int) -> MetricCollection:
     """Accuracy (micro, as the study reports it), macro accuracy and macro F1."""
@@ -41,6 +45,8 @@ class ArtworkClassifier(L.LightningModule):
 
     Every argument is a plain value and is saved into the checkpoint, which is therefore
     enough to rebuild the model, its classes and its preprocessing (`load_classifier`).
+    `optimizer` and `scheduler` are Hydra configs (`conf/optimizer/`, `conf/scheduler/`),
+    instantiated in `configure_optimizers`.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class ArtworkClassifier(L.LightningModule):
         seed: int = 0,
         split_file: str | None = None,
         channels_last: bool = False,
+        scheduler: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -181,8 +188,38 @@ class ArtworkClassifier(L.LightningModule):
         self.test_per_class.reset()
         self.test_loss.reset()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), **self.hparams.optimizer)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """The configured optimizer and, when one is configured, its schedule (once an epoch)."""
+        optimizer = make_optimizer(self.hparams.optimizer, self.parameters())
+        if not self.hparams.get("scheduler"):
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": make_scheduler(self.hparams.scheduler, optimizer),
+        }
+
+
+def optimizer_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's Hydra config; a release 0.1 checkpoint's (no `_target_`) is Adam's."""
+    if "_target_" in config:
+        return dict(config)
+    return {"_target_": RELEASE_0_1_OPTIMIZER, **config}
+
+
+def make_optimizer(config: dict[str, Any], params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer of `config` (a `conf/optimizer/` config or a release 0.1 one) over `params`."""
+    from hydra.utils import instantiate  # here: loading a checkpoint needs no Hydra
+
+    # _convert_: plain lists, not OmegaConf's, in its state: the checkpoint loads weights_only.
+    return instantiate(optimizer_config(config), params=params, _partial_=False, _convert_="all")
+
+
+def make_scheduler(config: dict[str, Any], optimizer: torch.optim.Optimizer) -> Any:
+    """The learning-rate schedule of `config` (a `conf/scheduler/` config) for `optimizer`."""
+    from hydra.utils import instantiate
+
+    # _convert_: plain lists (milestones...) in its state, as in make_optimizer.
+    return instantiate(config, optimizer=optimizer, _partial_=False, _convert_="all")
 
 
 def read_checkpoint(

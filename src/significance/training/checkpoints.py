@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,12 @@ def checkpoint_to_resume(resume: Any, output_dir: Path) -> Path | None:
         f"resume={resume} but there is nothing to resume: {last} does not exist "
         "(the run saved no last checkpoint yet, or the folder is another one)"
     )
+
+
+def expect_own_checkpoints() -> None:
+    """Silence Lightning's warning that a resumed run's checkpoints folder is not empty."""
+    # The folder holds the very run being resumed: the warning is about our design, not a problem.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def discard_previous_split(output_dir: Path) -> None:

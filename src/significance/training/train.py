@@ -35,10 +35,11 @@ from significance.training.checkpoints import (
     check_resumable,
     checkpoint_to_resume,
     discard_previous_split,
+    expect_own_checkpoints,
 )
 from significance.training.metrics_log import ContinueMetricsLog
 from significance.training.preflight import check_environment, validate_training_config
-from significance.training.tracking import finish_wandb, make_loggers
+from significance.training.tracking import finish_wandb, hide_lightning_tips, make_loggers
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     started = time.time()
     keep_freed_memory()
+    hide_lightning_tips()
     output_dir = Path(cfg.paths.output_dir)
     task = Task.from_config(cfg.task)
     check_settings(cfg, output_dir)
@@ -114,6 +116,7 @@ def choose_resume(cfg: DictConfig, task: Task, output_dir: Path) -> Path | None:
     if resume_from is not None:
         epoch = check_resumable(resume_from, task, cfg.model.name)
         log.info("Resuming %s from %s (saved in epoch %d)", task.id, resume_from, epoch)
+        expect_own_checkpoints()
     elif rank_zero_only.rank == 0:
         discard_previous_split(output_dir)
     return resume_from
@@ -148,6 +151,7 @@ def build_model(
         seed=int(cfg.seed),
         split_file=str((output_dir / SPLIT_FILE).resolve()),
         channels_last=bool(cfg.get("channels_last", False)),
+        scheduler=to_plain(cfg.get("scheduler")),
     )
 
 
