@@ -13,7 +13,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from significance.config import configured_tasks
-from significance.data.audit import AuditReport, audit_collection, find_split_files
+from significance.data.audit import (
+    AuditReport,
+    audit_collection,
+    check_collection,
+    find_split_files,
+)
 from significance.data.demo import demo_spec, ensure_demo_collection
 from significance.data.images import is_hidden
 from significance.errors import CollectionError, InputError
@@ -92,8 +97,7 @@ def tasks_to_audit(cfg: DictConfig, root: Path) -> list[Task]:
 
 def class_folder_task(root: Path) -> Task:
     """The task whose classes are the visible folders of `root` (two at least)."""
-    if not root.is_dir():
-        raise CollectionError(f"data.root {root} is not a folder")
+    check_collection(root, "folders")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
     if len(folders) < 2:
         raise CollectionError(f"{root} has {len(folders)} class folder(s); a task needs two")

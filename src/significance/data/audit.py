@@ -86,7 +86,7 @@ def audit_collection(
 ) -> AuditReport:
     """Scan the collection once and list every problem of it for `tasks`."""
     root = Path(root)
-    _check_collection(root, layout)
+    check_collection(root, layout)
     report = AuditReport(root, layout, test_fraction=test_fraction, val_fraction=val_fraction)
     table = annotations_file if layout == "annotations" else None
     labels, report.problems = _read_task_labels(root, layout, tasks, annotations_file)
@@ -118,8 +118,8 @@ def audit_collection(
     return report
 
 
-def _check_collection(root: Path, layout: str) -> None:
-    """Refuse a collection that cannot be audited at all."""
+def check_collection(root: Path, layout: str) -> None:
+    """Refuse a collection that cannot be audited at all: no such folder, no such layout."""
     if not root.is_dir():
         raise CollectionError(f"data.root {root} is not a folder")
     if layout not in LAYOUTS:
