@@ -166,10 +166,8 @@ def _unreadable(path: str, found: ImageFacts, table: str | None) -> Problem:
 
 def _is_image(path: str, found: ImageFacts) -> bool:
     """Whether an unreferenced file is an image; other files (notes, scripts) are no concern."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES or found.problem in (
-        None,
-        "unsupported format",
-    )
+    decodes_or_foreign = found.problem in (None, "unsupported format")
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES or decodes_or_foreign
 
 
 def _unreferenced(path: str, layout: str, table: str | None) -> Problem:
