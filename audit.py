@@ -9,7 +9,7 @@ from significance.entry import hydra_entry_point
 
 @hydra_entry_point("audit")
 def main(cfg: DictConfig) -> None:
-    from significance.data.audit import run_audit
+    from significance.audit_command import run_audit
 
     # An exit code Hydra does not swallow: SystemExit passes through its error handling.
     sys.exit(run_audit(cfg))

@@ -1,19 +1,26 @@
 """The audit: every crafted kind of file reported with its reason, duplicates, leakage, strict."""
 
 import csv
+import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import assert_ok, run_script
+from conftest import CONF_DIR, PROJECT_ROOT, TASK_IDS, assert_ok, run_script
 from crafted_images import CRAFTED, TEST_PIXEL_LIMIT, make_crafted, noise
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
+from test_layout import _imports
 
+from significance.audit_command import class_folder_task, smallest_unflagged_size, tasks_to_audit
 from significance.data import scan
-from significance.data.audit import audit_collection, write_audit
+from significance.data.audit import AuditReport, Problem, audit_collection
 from significance.data.collection import Sample
 from significance.data.split import write_split
 from significance.errors import CollectionError
+from significance.reporting.audit_report import audit_markdown, audit_summary, write_audit
 from significance.tasks import Task
 
 MATERIAL = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
@@ -145,3 +152,71 @@ def test_audit_script_writes_its_report_and_strict_fails_on_conflicts(tmp_path):
         "audit.py", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'out2'}"
     )
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_the_report_renders_every_problem_and_the_leakage():
+    report = AuditReport(Path("/museum"), "annotations", files=3)
+    report.tasks[MATERIAL.id] = MATERIAL
+    report.counts[MATERIAL.id] = Counter(gold=10, silver=10, other=2)
+    report.problems = [
+        Problem("a.jpg", "label conflict", "task coins/material: a.jpg=gold, b.jpg=silver"),
+        Problem("c.jpg", "truncated", "image file is truncated | 29 bytes"),
+        Problem("a.jpg", "leakage", "run: a.jpg (train), b.jpg (test)"),
+    ]
+    report.leakage["run"] = 1
+    markdown = audit_markdown(report)
+    assert markdown.startswith("# Audit of `/museum` (annotations)\n\n3 files scanned.\n")
+    assert "| coins | material | gold, silver, other | 22 / 16 / 2 / 4 |" in markdown
+    assert "| gold 10, silver 10, other 2 | other (2 < 3) |" in markdown
+    assert "| label conflict | 1 | yes |" in markdown and "| truncated | 1 |  |" in markdown
+    assert "| run | 1 |" in markdown.split("## Leakage")[1]
+    assert "| c.jpg | truncated | image file is truncated / 29 bytes |" in markdown
+    summary = audit_summary(report)
+    assert "     1  leakage  (corrupts training or evaluation)" in summary
+    assert summary.endswith("leakage in run: 1 images") and "| coins | material |" in summary
+    assert "None found." in audit_markdown(AuditReport(Path("/museum"), "folders"))
+    assert audit_summary(AuditReport(Path("/museum"), "folders")).endswith("No problems found.")
+
+
+def test_the_audit_reads_no_config_and_no_model():
+    imported = _imports(PROJECT_ROOT / "src" / "significance" / "data" / "audit.py")
+    assert not {m for m in imported if m.startswith(("significance.config", "significance.models"))}
+
+
+def compose_audit(*overrides: str):
+    """`conf/audit.yaml` composed as `audit.py` composes it, with its Hydra node."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("audit", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_the_command_audits_every_configured_task_or_the_class_folders(tmp_path):
+    assert [task.id for task in tasks_to_audit(compose_audit(), tmp_path)] == TASK_IDS
+    assert tasks_to_audit(compose_audit("task=coins/material"), tmp_path) == [MATERIAL]
+    for name in ("gold", "silver", ".ipynb_checkpoints"):
+        (tmp_path / name).mkdir()
+    (folders,) = tasks_to_audit(compose_audit("data=folders"), tmp_path)
+    assert folders.classes == ("gold", "silver")
+    (tmp_path / "silver").rmdir()
+    with pytest.raises(CollectionError, match="1 class folder"):
+        class_folder_task(tmp_path)
+    with pytest.raises(CollectionError, match="is not a folder"):
+        class_folder_task(tmp_path / "nowhere")
+    GlobalHydra.instance().clear()
+
+
+def test_images_under_the_model_input_are_small():
+    assert smallest_unflagged_size(compose_audit()) == 224
+    assert smallest_unflagged_size(compose_audit("min_size=100")) == 100
+    assert smallest_unflagged_size(compose_audit("model=tiny_vgg")) == 32
+    # null: the size the weights of the model expect.
+    assert smallest_unflagged_size(compose_audit("model=resnet50")) == 224
+    GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("script", ["audit.py", "report.py"])
+def test_help_answers_before_torch_is_imported(script):
+    process = run_script("-X", "importtime", script, "--help")
+    assert_ok(process)
+    assert "== Config ==" in process.stdout
+    assert not re.search(r"\|\s+(torch|lightning)$", process.stderr, re.M)

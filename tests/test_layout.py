@@ -29,6 +29,7 @@ LAYERS = {
     "training": 5,
     "pipeline": 5,
     "entry": 6,
+    "audit_command": 6,
 }
 # Peers that must not know each other: training never runs a pipeline, nor the reverse.
 SEPARATE = {("training", "pipeline"), ("pipeline", "training")}

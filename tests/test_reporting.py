@@ -100,8 +100,16 @@ def test_seed_sweep_reports_mean_and_std_and_logs_wandb_offline(tmp_path: Path, 
     per_class = [
         {row["name"]: row for row in read_csv(job / "test" / "per_class.csv")} for job in job_dirs
     ]
+    results_md = check_results_are_mean_and_std(sweep_dir, metrics, per_class)
+    check_report_py_rewrites_them(sweep_dir, results_md, tmp_path / "single", metrics)
+    for job, job_metrics in zip(job_dirs, metrics, strict=True):
+        check_wandb_run_holds_the_test_report(job, job_metrics)
 
-    # Figures in results.csv and results.md are mean and sample std of the two seeds.
+
+def check_results_are_mean_and_std(
+    sweep_dir: Path, metrics: list[dict], per_class: list[dict[str, dict[str, str]]]
+) -> str:
+    """Figures in results.csv and results.md are mean and sample std of the two seeds."""
     results = {(r["row"], r["figure"]): r for r in read_csv(sweep_dir / "results.csv")}
     accuracies = [m["test/acc"] for m in metrics]
     assert float(results["macro avg", "accuracy"]["mean"]) == pytest.approx(sum(accuracies) / 2)
@@ -128,13 +136,16 @@ def test_seed_sweep_reports_mean_and_std_and_logs_wandb_offline(tmp_path: Path, 
     ]
     cyprus_precision = expected_figure([float(t["cyprus"]["precision"]) for t in per_class])
     assert f"| cyprus | {cyprus_precision} | {expected_figure(recall)} |" in results_md
+    return results_md
 
-    # report.py rewrites the same results; a single seed is marked as such.
-    written = results_md
+
+def check_report_py_rewrites_them(
+    sweep_dir: Path, written: str, single: Path, metrics: list[dict]
+) -> None:
+    """report.py rewrites the same results; a single seed is marked as such."""
     (sweep_dir / "results.md").unlink()
     assert_ok(run_script("report.py", f"sweep_dir={sweep_dir}"))
     assert (sweep_dir / "results.md").read_text() == written
-    single = tmp_path / "single"
     shutil.copytree(sweep_dir, single)
     summary = read_csv(single / "summary.csv")
     with (single / "summary.csv").open("w", newline="") as handle:
@@ -142,25 +153,26 @@ def test_seed_sweep_reports_mean_and_std_and_logs_wandb_offline(tmp_path: Path, 
         writer.writeheader()
         writer.writerow(summary[0])
     single_md = write_sweep_report(single).read_text()
-    assert f"| {expected_figure(accuracies[:1])} | 0.99 |" in single_md
+    assert f"| {expected_figure([metrics[0]['test/acc']])} | 0.99 |" in single_md
     assert "1 (n=1)" in single_md and " ± " not in single_md.split("## Overview")[1]
 
-    # Each job's offline wandb run holds the per-class table and the images.
-    for job, job_metrics in zip(job_dirs, metrics, strict=True):
-        (run,) = (job / "wandb").glob("offline-run-*")
-        media = run / "files" / "media"
-        (table_file,) = (media / "table" / "test").glob("per_class_*.table.json")
-        table = json.loads(table_file.read_text())
-        assert [row[0] for row in table["data"]] == ["cyprus", "other", "macro avg", "weighted avg"]
-        assert table["data"][2][table["columns"].index("accuracy")] == pytest.approx(
-            job_metrics["test/acc"]
-        )
-        assert list((media / "images" / "test").glob("confusion_matrix_*.png"))
-        predictions = read_csv(job / "test" / "predictions.csv")
-        mistakes = sum(r["true_class"] != r["predicted_class"] for r in predictions)
-        shown = list((media / "images" / "test").glob("worst_misclassified_*.png"))
-        assert len(shown) == min(16, mistakes)
-        assert (job / "curves.png").is_file()
+
+def check_wandb_run_holds_the_test_report(job: Path, job_metrics: dict) -> None:
+    """A job's offline wandb run holds the per-class table and the images."""
+    (run,) = (job / "wandb").glob("offline-run-*")
+    media = run / "files" / "media"
+    (table_file,) = (media / "table" / "test").glob("per_class_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert [row[0] for row in table["data"]] == ["cyprus", "other", "macro avg", "weighted avg"]
+    assert table["data"][2][table["columns"].index("accuracy")] == pytest.approx(
+        job_metrics["test/acc"]
+    )
+    assert list((media / "images" / "test").glob("confusion_matrix_*.png"))
+    predictions = read_csv(job / "test" / "predictions.csv")
+    mistakes = sum(r["true_class"] != r["predicted_class"] for r in predictions)
+    shown = list((media / "images" / "test").glob("worst_misclassified_*.png"))
+    assert len(shown) == min(16, mistakes)
+    assert (job / "curves.png").is_file()
 
 
 def test_sweep_report_separates_configurations_and_lists_failed_jobs(tmp_path: Path):
@@ -225,3 +237,11 @@ def test_results_show_the_test_selected_figure_and_how_much_it_inflates():
     assert "test-selected" not in overview_table(
         [Configuration("icons/location", "", ["0"], [[{**cells, "accuracy": "0.90"}]])]
     )
+
+
+def test_a_figure_over_seeds_is_mean_and_sample_std():
+    from significance.reporting.sweep import MeanStd
+
+    assert str(MeanStd.of([0.5, 0.7, 0.9])) == expected_figure([0.5, 0.7, 0.9]) == "0.700 ± 0.200"
+    assert MeanStd.of([0.5, 0.7, 0.9]).n == 3
+    assert str(MeanStd.of([0.25])) == "0.250 (1 seed)" and MeanStd.of([0.25]).std is None

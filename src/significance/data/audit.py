@@ -1,42 +1,37 @@
 """Auditing a collection before training: what it holds, what is wrong with it, what leaks.
 
-The plain function behind `audit.py`. One scan (shared with training through the cache of
-`significance.data.scan`) decodes every file once; everything else is bookkeeping on its facts.
+`audit_collection` returns an `AuditReport`: facts, no formatting. One scan (shared with
+training through the facts file of `significance.data.scan`) decodes every file once; everything
+else is bookkeeping on its facts. `significance.reporting.audit_report` renders the report and
+`significance.audit_command` runs the audit from `audit.py`'s config.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from omegaconf import DictConfig
 
-from significance.config import config_dirs
 from significance.data.collection import LAYOUTS, read_labels, table_path
-from significance.data.demo import demo_spec, ensure_demo_collection
-from significance.data.images import IMAGE_SUFFIXES, pixel_limit
+from significance.data.images import IMAGE_SUFFIXES, is_hidden, pixel_limit
 from significance.data.scan import ImageFacts, duplicate_groups, scan_files
 from significance.data.split import minimum_class_size, read_split
 from significance.errors import CollectionError, InputError
-from significance.models.build import preprocessing_for
-from significance.tasks import Task, discover_tasks
-
-log = logging.getLogger(__name__)
+from significance.tasks import Task
 
 # Problems that would corrupt training or evaluation: `strict` fails on them. Unreadable and
 # missing files are not among them: indexing leaves them out and lists them in skipped.csv.
 CORRUPTING = frozenset({"table error", "class too small", "label conflict", "leakage"})
-AUDIT_COLUMNS = ("path", "problem", "detail")
+
+Labels = dict[str, dict[str, str]]  # task id -> {path: label}
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One row of `audit.csv`."""
+    """One problem of one file (path empty for a problem of a class or of the table)."""
 
     path: str
     problem: str
@@ -45,7 +40,7 @@ class Problem:
 
 @dataclass
 class AuditReport:
-    """What an audit found; `markdown()` is `audit.md`."""
+    """What an audit found: the files scanned, readable images per class, every problem."""
 
     root: Path
     layout: str
@@ -62,89 +57,10 @@ class AuditReport:
         """The problems that make `strict` fail."""
         return [p for p in self.problems if p.problem in CORRUPTING]
 
-    def markdown(self) -> str:
-        """The report as Markdown: counts table, problem counts, leakage, every problem."""
-        lines = [
-            f"# Audit of `{self.root}` ({self.layout})",
-            "",
-            f"{self.files} files scanned.",
-            "",
-        ]
-        lines += [
-            "## Images per task and class (readable images; train / val / test as a "
-            f"split with test {self.test_fraction}, val {self.val_fraction} would give)",
-            "",
-        ]
-        lines += [*self.counts_table(), ""]
-        by_kind = Counter(p.problem for p in self.problems)
-        lines += ["## Problems", ""]
-        if by_kind:
-            lines += ["| problem | files | corrupts training or evaluation |", "|---|---|---|"]
-            lines += [
-                f"| {kind} | {count} | {'yes' if kind in CORRUPTING else ''} |"
-                for kind, count in sorted(by_kind.items())
-            ]
-        else:
-            lines.append("None found.")
-        if self.leakage:
-            lines += ["", "## Leakage: copies of one image on both sides of train / test", ""]
-            lines += ["| split file | images |", "|---|---|"]
-            lines += [f"| {name} | {count} |" for name, count in sorted(self.leakage.items())]
-        if self.problems:
-            lines += [
-                "",
-                "## Every problem (also in audit.csv)",
-                "",
-                "| path | problem | detail |",
-                "|---|---|---|",
-            ]
-            lines += [
-                f"| {p.path} | {p.problem} | {p.detail.replace('|', '/')} |" for p in self.problems
-            ]
-        return "\n".join(lines) + "\n"
-
-    def counts_table(self) -> list[str]:
-        """The study's cardinality table (dataset.png): one row per task, classes flagged."""
-        rows = [
-            "| artwork type | field | classes | images total / train / val / test "
-            "| per class | too small to split |",
-            "|---|---|---|---|---|---|",
-        ]
-        minimum = minimum_class_size(self.val_fraction)
-        for task_id, counts in self.counts.items():
-            task = self.tasks[task_id]
-            parts = Counter()
-            for label in task.classes:
-                parts.update(
-                    expected_split_sizes(counts[label], self.test_fraction, self.val_fraction)
-                )
-            total = sum(counts[label] for label in task.classes)
-            small = [
-                f"{label} ({counts[label]} < {minimum})"
-                for label in task.classes
-                if counts[label] < minimum
-            ]
-            rows.append(
-                f"| {task.artwork_type or '(stage 1)'} | {task.field} | {', '.join(task.classes)} "
-                f"| {total} / {parts['train']} / {parts['val']} / {parts['test']} "
-                f"| {', '.join(f'{label} {counts[label]}' for label in task.classes)} "
-                f"| {', '.join(small)} |"
-            )
-        return rows
-
-    def summary(self) -> str:
-        """What `audit.py` prints: the counts table and the number of each problem."""
-        by_kind = Counter(p.problem for p in self.problems)
-        lines = [*self.counts_table(), ""]
-        flag = "  (corrupts training or evaluation)"
-        lines += [
-            f"{count:6d}  {kind}{flag if kind in CORRUPTING else ''}"
-            for kind, count in sorted(by_kind.items())
-        ] or ["No problems found."]
-        lines += [
-            f"leakage in {name}: {count} images" for name, count in sorted(self.leakage.items())
-        ]
-        return "\n".join(lines)
+    @property
+    def problem_counts(self) -> Counter:
+        """How many problems of each kind."""
+        return Counter(p.problem for p in self.problems)
 
 
 def expected_split_sizes(count: int, test_fraction: float, val_fraction: float) -> Counter:
@@ -170,80 +86,111 @@ def audit_collection(
 ) -> AuditReport:
     """Scan the collection once and list every problem of it for `tasks`."""
     root = Path(root)
+    check_collection(root, layout)
+    report = AuditReport(root, layout, test_fraction=test_fraction, val_fraction=val_fraction)
+    table = annotations_file if layout == "annotations" else None
+    labels, report.problems = _read_task_labels(root, layout, tasks, annotations_file)
+    referenced, unreferenced = _collection_files(root, table, labels)
+    report.files = len(referenced) + len(unreferenced)
+    facts = _scan(root, [*referenced, *unreferenced], facts_file)
+    report.problems += [
+        _unreadable(path, facts[path], table) for path in referenced if facts[path].problem
+    ]
+    strays = [path for path in unreferenced if _is_image(path, facts[path])]
+    report.problems += [_unreferenced(path, layout, table) for path in strays]
+    images = {path: facts[path] for path in [*referenced, *strays]}
+    report.problems += [
+        Problem(path, kind, detail)
+        for path, found in images.items()
+        for kind, detail in unusual(found, min_size)
+    ]
+    readable = {path: found for path, found in images.items() if found.problem is None}
+    copies = duplicate_groups(readable, duplicate_distance)
+    report.problems += _duplicate_problems(copies, readable, labels)
+    for task in (task for task in tasks if task.id in labels):
+        counts = Counter(label for path, label in labels[task.id].items() if path in readable)
+        report.tasks[task.id], report.counts[task.id] = task, counts
+        report.problems += _too_small(task, counts, val_fraction)
+    for split_file in split_files or []:
+        name, leaks = split_task_name(split_file), _leakage(split_file, copies)
+        report.leakage[name] += len(leaks)
+        report.problems += [Problem(path, "leakage", f"{name}: {detail}") for path, detail in leaks]
+    return report
+
+
+def check_collection(root: Path, layout: str) -> None:
+    """Refuse a collection that cannot be audited at all: no such folder, no such layout."""
     if not root.is_dir():
         raise CollectionError(f"data.root {root} is not a folder")
     if layout not in LAYOUTS:
         raise CollectionError(f"data.layout must be one of {LAYOUTS}, got {layout!r}")
-    report = AuditReport(root, layout, test_fraction=test_fraction, val_fraction=val_fraction)
-    labels: dict[str, dict[str, str]] = {}  # task id -> {path: label}
+
+
+def _read_task_labels(
+    root: Path, layout: str, tasks: list[Task], annotations_file: str
+) -> tuple[Labels, list[Problem]]:
+    """The labels of each task the collection can be read for; a table error for each other."""
+    labels: Labels = {}
+    problems = []
     for task in tasks:
         try:
-            labels[task.id] = {
-                s.path: s.label for s in read_labels(root, layout, task, annotations_file)
-            }
+            samples = read_labels(root, layout, task, annotations_file)
         except CollectionError as error:
-            report.problems.append(
-                Problem(
-                    annotations_file if layout == "annotations" else "", "table error", str(error)
-                )
-            )
-    table = annotations_file if layout == "annotations" else None
+            where = annotations_file if layout == "annotations" else ""
+            problems.append(Problem(where, "table error", str(error)))
+            continue
+        labels[task.id] = {sample.path: sample.label for sample in samples}
+    return labels, problems
+
+
+def _collection_files(root: Path, table: str | None, labels: Labels) -> tuple[list[str], list[str]]:
+    """The files the labels or the table refer to, and every other visible file on disk."""
     listed = {path for task_labels in labels.values() for path in task_labels}
     referenced = sorted(listed | set(_table_paths(root / table) if table else ()))
     unreferenced = sorted(set(_files_on_disk(root, table)) - set(referenced))
-    paths = [*referenced, *unreferenced]
+    return referenced, unreferenced
+
+
+def _scan(root: Path, paths: list[str], facts_file: str | Path | None) -> dict[str, ImageFacts]:
+    """The facts of each file, by its path relative to `root`."""
     scanned = scan_files([root / p for p in paths], facts_file, description="Auditing images")
-    facts = dict(zip(paths, scanned.values(), strict=True))
-    report.files = len(paths)
-    for path in referenced:
-        found = facts[path]
-        if found.problem == "file not found":
-            listed_in = table or "its class folder"
-            report.problems.append(Problem(path, found.problem, f"{listed_in} lists it"))
-        elif found.problem is not None:
-            report.problems.append(Problem(path, found.problem, found.detail))
-    for path in unreferenced:
-        # Other files (notes, scripts) are no concern; images and unreadable formats are.
-        is_image = Path(path).suffix.lower() in IMAGE_SUFFIXES or facts[path].problem in (
-            None,
-            "unsupported format",
-        )
-        if is_image:
-            why = "no row of the table" if table else "no class folder of the task"
-            if layout == "folders" and Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-                why = "indexing (its suffix is not an image suffix)"
-            report.problems.append(Problem(path, "unreferenced", f"{why} refers to it"))
-        else:
-            del facts[path]
-    for path, found in facts.items():
-        report.problems += [
-            Problem(path, kind, detail) for kind, detail in unusual(found, min_size)
-        ]
-    readable = {path: found for path, found in facts.items() if found.problem is None}
-    copies = duplicate_groups(readable, duplicate_distance)
-    report.problems += _duplicate_problems(copies, readable, labels)
+    return dict(zip(paths, scanned.values(), strict=True))
+
+
+def _unreadable(path: str, found: ImageFacts, table: str | None) -> Problem:
+    """The problem of a referenced file that cannot be read."""
+    if found.problem == "file not found":
+        return Problem(path, found.problem, f"{table or 'its class folder'} lists it")
+    return Problem(path, str(found.problem), found.detail)
+
+
+def _is_image(path: str, found: ImageFacts) -> bool:
+    """Whether an unreferenced file is an image; other files (notes, scripts) are no concern."""
+    decodes_or_foreign = found.problem in (None, "unsupported format")
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES or decodes_or_foreign
+
+
+def _unreferenced(path: str, layout: str, table: str | None) -> Problem:
+    """An image nothing refers to, and why indexing does not."""
+    why = "no row of the table" if table else "no class folder of the task"
+    if layout == "folders" and Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        why = "indexing (its suffix is not an image suffix)"
+    return Problem(path, "unreferenced", f"{why} refers to it")
+
+
+def _too_small(task: Task, counts: Counter, val_fraction: float) -> list[Problem]:
+    """A problem for each class of `task` with too few readable images to split."""
     minimum = minimum_class_size(val_fraction)
-    for task in tasks:
-        if task.id not in labels:
-            continue
-        counts = Counter(label for path, label in labels[task.id].items() if path in readable)
-        report.tasks[task.id], report.counts[task.id] = task, counts
-        for label in task.classes:
-            if counts[label] < minimum:
-                report.problems.append(
-                    Problem(
-                        "",
-                        "class too small",
-                        f"task {task.id}: class {label!r} has {counts[label]} readable image(s), "
-                        f"a split needs at least {minimum}",
-                    )
-                )
-    for split_file in split_files or []:
-        leaks = _leakage(split_file, copies)
-        name = split_task_name(split_file)
-        report.leakage[name] += len(leaks)
-        report.problems += [Problem(path, "leakage", f"{name}: {detail}") for path, detail in leaks]
-    return report
+    return [
+        Problem(
+            "",
+            "class too small",
+            f"task {task.id}: class {label!r} has {counts[label]} readable image(s), "
+            f"a split needs at least {minimum}",
+        )
+        for label in task.classes
+        if counts[label] < minimum
+    ]
 
 
 def unusual(found: ImageFacts, min_size: int) -> list[tuple[str, str]]:
@@ -277,7 +224,7 @@ def unusual(found: ImageFacts, min_size: int) -> list[tuple[str, str]]:
 
 
 def _duplicate_problems(
-    copies: list[list[str]], facts: dict[str, ImageFacts], labels: dict[str, dict[str, str]]
+    copies: list[list[str]], facts: dict[str, ImageFacts], labels: Labels
 ) -> list[Problem]:
     """A row per copy, and per task where the copies carry different labels."""
     problems = []
@@ -344,78 +291,5 @@ def _table_paths(table: Path) -> list[str]:
 
 def _files_on_disk(root: Path, table: str | None) -> list[str]:
     """Every visible file under `root` (relative, posix), the annotations table excepted."""
-    files = []
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-            continue
-        if table is not None and relative.as_posix() == table:
-            continue
-        files.append(relative.as_posix())
-    return sorted(files)
-
-
-def write_audit(report: AuditReport, output_dir: str | Path) -> tuple[Path, Path]:
-    """Write `audit.md` and `audit.csv` into `output_dir`."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "audit.md").write_text(report.markdown())
-    with (output_dir / "audit.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(AUDIT_COLUMNS)
-        writer.writerows((p.path, p.problem, p.detail) for p in report.problems)
-    return output_dir / "audit.md", output_dir / "audit.csv"
-
-
-def run_audit(cfg: DictConfig) -> int:
-    """The plain function behind `audit.py`: audit, write the report, print it; the exit code.
-
-    1 when `cfg.strict` and something would corrupt training or evaluation, 2 when the
-    collection cannot be audited at all (no such folder, no tasks), else 0.
-    """
-    data = cfg.data
-    spec = demo_spec(data.get("demo_scale", "demo"))
-    root = Path(data.root) if data.root else ensure_demo_collection(data.demo_dir, spec=spec)
-    try:
-        report = audit_collection(
-            root,
-            data.layout,
-            tasks_to_audit(cfg, root),
-            annotations_file=data.annotations_file,
-            facts_file=data.facts_file,
-            duplicate_distance=data.duplicate_distance,
-            # null (models whose weights set the size): the size the model's weights expect.
-            min_size=cfg.min_size or preprocessing_for(cfg.model.name, None).image_size,
-            split_files=find_split_files(cfg.split_file),
-            test_fraction=data.test_fraction,
-            val_fraction=data.val_fraction,
-        )
-    except (CollectionError, FileNotFoundError) as error:
-        print(f"audit: {error}", file=sys.stderr)
-        return 2
-    markdown, table = write_audit(report, cfg.paths.output_dir)
-    print(report.summary())
-    print(f"\nWritten {markdown} and {table}")
-    if cfg.strict and report.corrupting:
-        print(
-            f"strict: {len(report.corrupting)} problem(s) would corrupt training or evaluation",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
-def tasks_to_audit(cfg: DictConfig, root: Path) -> list[Task]:
-    """`task=...` if given; else every task of the config (annotations) or the class folders."""
-    if cfg.get("task"):
-        return [Task.from_config(cfg.task)]
-    if cfg.data.layout == "annotations":
-        tasks: dict[str, Task] = {}
-        for directory in config_dirs():
-            if (directory / "task").is_dir():
-                tasks.update(discover_tasks(directory))
-        return list(tasks.values())
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(folders) < 2:
-        raise CollectionError(f"{root} has {len(folders)} class folder(s); a task needs two")
-    return [Task("folders", 1, None, "class", tuple(folders))]
+    files = (path.relative_to(root) for path in root.rglob("*") if path.is_file())
+    return sorted(f.as_posix() for f in files if not is_hidden(f) and f.as_posix() != table)

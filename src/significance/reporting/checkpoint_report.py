@@ -210,27 +210,71 @@ def report_markdown(
     metrics: dict[str, Any],
 ) -> str:
     """report.md: the evaluation on one page, to read or to paste."""
-    classes = list(task.classes)
-    wrong = worst_mistakes(predictions)
-    misclassified = sum(row["true_class"] != row["predicted_class"] for row in predictions)
+    sections = [
+        f"# Evaluation of `{task.id}`",
+        markdown_table(("", ""), _about_rows(task, predictions, metrics)),
+        "## Summary\n\n" + markdown_table(("figure", "value"), _summary_rows(metrics)),
+        _per_class_section(table),
+        _confusion_section(list(task.classes), confusion),
+        _mistakes_section(predictions),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _about_rows(
+    task: Task, predictions: Sequence[dict[str, Any]], metrics: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """What was evaluated, on which data, with which code, when."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    about = [
-        ("task", f"`{task.id}` (stage {task.stage}, classes: {', '.join(classes)})"),
+    return [
+        ("task", f"`{task.id}` (stage {task.stage}, classes: {', '.join(task.classes)})"),
         ("checkpoint", f"`{metrics.get('checkpoint', '')}`"),
         ("data", f"`{metrics.get('data_root', '')}`, split `{metrics.get('split_file', '')}`"),
         ("images evaluated", str(len(predictions))),
         ("commit", f"`{git_commit()}`"),
         ("evaluated", when),
     ]
-    summary = [
+
+
+def _summary_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The overall figures of the test."""
+    return [
         ("accuracy", metrics["test/acc"]),
         ("macro accuracy (mean recall)", metrics["test/acc_macro"]),
         ("macro F1", metrics["test/f1_macro"]),
         ("loss", metrics["test/loss"]),
     ]
-    per_class = [[row[c] for c in PER_CLASS_COLUMNS] for row in table]
-    confusion_rows = [[name, *row] for name, row in zip(classes, confusion.tolist(), strict=True)]
-    mistakes = [
+
+
+def _per_class_section(table: Sequence[dict[str, Any]]) -> str:
+    """The per-class table in the study's layout."""
+    rows = [[row[c] for c in PER_CLASS_COLUMNS] for row in table]
+    header = ("class", "precision", "recall", "F1", "accuracy", "support")
+    return (
+        "## Per class (the study's layout)\n\n"
+        + markdown_table(header, rows)
+        + f"\n\nAlso in [{PER_CLASS_FILE}]({PER_CLASS_FILE})."
+    )
+
+
+def _confusion_section(classes: list[str], confusion: torch.Tensor) -> str:
+    """The confusion matrix as a table, and its picture."""
+    rows = [[name, *row] for name, row in zip(classes, confusion.tolist(), strict=True)]
+    return (
+        "## Confusion matrix (rows: true class, columns: predicted)\n\n"
+        + markdown_table(("true \\ predicted", *classes), rows)
+        + f"\n\n![confusion matrix]({CONFUSION_MATRIX_FILE})"
+    )
+
+
+def _mistakes_section(predictions: Sequence[dict[str, Any]]) -> str:
+    """How many images were misclassified, and the worst of them."""
+    wrong = worst_mistakes(predictions)
+    misclassified = sum(row["true_class"] != row["predicted_class"] for row in predictions)
+    heading = f"## Misclassified: {misclassified} of {len(predictions)}\n\n"
+    if not wrong:
+        return heading + "None."
+    rows = [
         [
             f"`{row['path']}`",
             row["true_class"],
@@ -241,30 +285,7 @@ def report_markdown(
         for row in wrong
     ]
     return (
-        "\n\n".join(
-            [
-                f"# Evaluation of `{task.id}`",
-                markdown_table(("", ""), about),
-                "## Summary\n\n" + markdown_table(("figure", "value"), summary),
-                "## Per class (the study's layout)\n\n"
-                + markdown_table(
-                    ("class", "precision", "recall", "F1", "accuracy", "support"), per_class
-                )
-                + f"\n\nAlso in [{PER_CLASS_FILE}]({PER_CLASS_FILE}).",
-                "## Confusion matrix (rows: true class, columns: predicted)\n\n"
-                + markdown_table(("true \\ predicted", *classes), confusion_rows)
-                + f"\n\n![confusion matrix]({CONFUSION_MATRIX_FILE})",
-                f"## Misclassified: {misclassified} of {len(predictions)}\n\n"
-                + (
-                    f"The {len(wrong)} with the lowest probability of their true class "
-                    f"(all predictions in [{PREDICTIONS_FILE}]({PREDICTIONS_FILE})):\n\n"
-                    + markdown_table(
-                        ("path", "true", "predicted", "p(true)", "p(predicted)"), mistakes
-                    )
-                    if wrong
-                    else "None."
-                ),
-            ]
-        )
-        + "\n"
+        heading + f"The {len(wrong)} with the lowest probability of their true class "
+        f"(all predictions in [{PREDICTIONS_FILE}]({PREDICTIONS_FILE})):\n\n"
+        + markdown_table(("path", "true", "predicted", "p(true)", "p(predicted)"), rows)
     )

@@ -45,7 +45,7 @@ NOT_CONFIGURATION = ("task", "seed", "group")
 
 
 @dataclass(frozen=True)
-class Figure:
+class MeanStd:
     """One figure over seeds: mean, sample standard deviation (n-1; None for one seed), n."""
 
     mean: float
@@ -53,7 +53,7 @@ class Figure:
     n: int
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Figure:
+    def of(cls, values: Sequence[float]) -> MeanStd:
         """Mean and spread of `values`."""
         spread = statistics.stdev(values) if len(values) > 1 else None
         return cls(statistics.mean(values), spread, len(values))
@@ -80,7 +80,7 @@ class Configuration:
         """The task, and the overrides that tell this configuration apart."""
         return f"{self.task} ({self.overrides})" if self.overrides else self.task
 
-    def figure(self, row: str, column: str) -> Figure | None:
+    def figure(self, row: str, column: str) -> MeanStd | None:
         """`column` of the per-class table's `row` over seeds; None where no job has it."""
         values = [
             float(cells[column])
@@ -88,7 +88,7 @@ class Configuration:
             for cells in table
             if cells["name"] == row and cells.get(column)
         ]
-        return Figure.of(values) if values else None
+        return MeanStd.of(values) if values else None
 
     @property
     def rows(self) -> list[str]:
@@ -205,12 +205,12 @@ def overview_table(configurations: Sequence[Configuration]) -> str:
     return markdown_table(header, rows)
 
 
-def test_selected_cells(configuration: Configuration, ours: Figure | None) -> list[str]:
+def test_selected_cells(configuration: Configuration, ours: MeanStd | None) -> list[str]:
     """The test-selected accuracy over seeds and its excess over ours ("—" where missing)."""
     if not configuration.test_selected or ours is None:
         return ["—", "—"]
-    figure = Figure.of(configuration.test_selected)
-    return [str(figure), f"{figure.mean - ours.mean:+.3f}"]
+    selected = MeanStd.of(configuration.test_selected)
+    return [str(selected), f"{selected.mean - ours.mean:+.3f}"]
 
 
 def per_class_table(configuration: Configuration) -> str:
