@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from significance.data.collection import table_path
-from significance.data.images import IMAGE_SUFFIXES
+from significance.data.images import IMAGE_SUFFIXES, is_hidden
 from significance.errors import InputError
 from significance.pipeline.inference import (
     decode_size,
@@ -44,7 +44,7 @@ def list_inputs(source: str | Path | Sequence[str | Path]) -> list[str]:
         files = [
             p
             for p in sorted(source.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+            if p.is_file() and not is_hidden(p.relative_to(source))
         ]
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         if len(images) < len(files):
