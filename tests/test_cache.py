@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from significance.data.cache import cache_folder, open_image_cache
-from significance.data.images import image_to_array, load_image
+from significance.data.images import image_pixels, load_image
 
 SIZE = 24
 
@@ -33,7 +33,7 @@ def _write_images(root: Path, count: int = 6) -> list[str]:
 
 
 def _expected(root: Path, name: str, size: int = SIZE) -> np.ndarray:
-    return image_to_array(load_image(root / name, size)).transpose(2, 0, 1)
+    return image_pixels(load_image(root / name, size))
 
 
 def _assert_matches_decoding(cache, root: Path, names: list[str], size: int = SIZE) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import FAST, assert_ok, run_script
 
-from significance.data.images import image_to_array, load_image
+from significance.data.images import image_pixels, load_image
 from significance.data.split import read_split
 from significance.data.transforms import Preprocessing, normalize
 from significance.errors import PipelineError
@@ -185,7 +185,7 @@ def test_each_model_gets_its_own_preprocessing(spec, demo_dir, tmp_path):
         record_calls(model, inputs[task])
     predict([image], pipeline, tmp_path / "out", num_workers=0)
     assert inputs["artefact"][0].shape[-2:] == (32, 32)
-    pixels = torch.from_numpy(image_to_array(load_image(image, 40)).copy()).permute(2, 0, 1)[None]
+    pixels = torch.from_numpy(image_pixels(load_image(image, 40)))[None]
     expected = normalize(pixels, Preprocessing.from_dict(other))
     assert torch.allclose(inputs["coins/material"][0], expected)
 

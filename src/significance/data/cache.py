@@ -25,7 +25,7 @@ import numpy as np
 import PIL
 from filelock import FileLock
 
-from significance.data.images import UPRIGHT_SIZE, file_sha256, image_to_array, load_image
+from significance.data.images import UPRIGHT_SIZE, file_sha256, image_pixels, load_image
 from significance.errors import UnreadableImageError
 from significance.files import atomic_write
 
@@ -184,7 +184,7 @@ def _decode_into(
     except UnreadableImageError as error:
         log.error("Image cache: left out, unreadable: %s", error)
         return None
-    images[row] = image_to_array(image).transpose(2, 0, 1)
+    images[row] = image_pixels(image)
     return image.info[UPRIGHT_SIZE]
 
 

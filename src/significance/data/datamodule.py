@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from significance.data.cache import ImageCache, open_image_cache
 from significance.data.collection import Sample, SkippedFile, collection_labels, index_collection
 from significance.data.demo import demo_spec, ensure_demo_collection
-from significance.data.images import UPRIGHT_SIZE, load_image
+from significance.data.images import UPRIGHT_SIZE, image_pixels, load_image
 from significance.data.scan import current_hashes
 from significance.data.split import (
     class_shares,
@@ -66,7 +66,7 @@ class ArtworkImages(Dataset):
             width, height = self.cache.upright_size(sample.path)
             return pixels, self.class_index[sample.label], height / width
         sample, image = self._load_from(index)
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+        pixels = torch.from_numpy(image_pixels(image))
         width, height = image.info[UPRIGHT_SIZE]
         return pixels, self.class_index[sample.label], height / width
 
