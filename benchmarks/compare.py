@@ -112,25 +112,22 @@ class EpochTimer(L.Callback):
 
 def our_datamodule(args: argparse.Namespace, part: str, preprocessing):
     """Our DataModule on the whole collection as one split part (`train` or `test`)."""
-    from significance.data.collection import index_collection
-    from significance.data.datamodule import ArtworkDataModule
+    from significance.data.datamodule import ArtworkDataModule, LoaderSettings
+    from significance.data.run_split import CollectionSettings
     from significance.data.split import write_split
 
     task = our_task()
-    samples, _ = index_collection(args.root, "folders", task)
+    collection = CollectionSettings(Path(args.root), layout="folders")
+    samples, _ = collection.index(task)
     split_file = args.workdir / f"split_{part}.csv"
     write_split(split_file, samples, {sample.path: part for sample in samples})
-    return ArtworkDataModule(
-        task=task,
-        preprocessing=preprocessing,
-        split_file=split_file,
-        root=args.root,
-        layout="folders",
+    loader = LoaderSettings(
         batch_size=args.batch if part == "train" else args.eval_batch,
         num_workers=args.num_workers,
         cache=args.cache,
         cache_dir=args.workdir / "cache",
     )
+    return ArtworkDataModule(task, preprocessing, split_file, collection, loader=loader)
 
 
 def our_task():

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from significance.data.cache import cache_folder, open_image_cache
-from significance.data.images import image_to_array, load_image
+from significance.data.images import image_pixels, load_image
 
 SIZE = 24
 
@@ -33,7 +33,7 @@ def _write_images(root: Path, count: int = 6) -> list[str]:
 
 
 def _expected(root: Path, name: str, size: int = SIZE) -> np.ndarray:
-    return image_to_array(load_image(root / name, size)).transpose(2, 0, 1)
+    return image_pixels(load_image(root / name, size))
 
 
 def _assert_matches_decoding(cache, root: Path, names: list[str], size: int = SIZE) -> None:
@@ -149,7 +149,8 @@ def test_two_processes_building_at_once_both_get_a_correct_cache(tmp_path: Path)
 
 
 def test_datamodule_serves_cached_pixels(tmp_path: Path, demo_dir: Path):
-    from significance.data.datamodule import ArtworkDataModule
+    from significance.data.datamodule import ArtworkDataModule, LoaderSettings
+    from significance.data.run_split import CollectionSettings
     from significance.data.transforms import Preprocessing
     from significance.tasks import Task
 
@@ -158,12 +159,12 @@ def test_datamodule_serves_cached_pixels(tmp_path: Path, demo_dir: Path):
         task=task,
         preprocessing=Preprocessing(SIZE, (0.5,) * 3, (0.5,) * 3),
         split_file=tmp_path / "split.csv",
-        root=demo_dir,
+        collection=CollectionSettings(demo_dir),
     )
-    cached = ArtworkDataModule(**kwargs, cache_dir=tmp_path / "cache")
+    cached = ArtworkDataModule(**kwargs, loader=LoaderSettings(cache_dir=tmp_path / "cache"))
     cached.prepare_data()
     cached.setup()
-    direct = ArtworkDataModule(**kwargs, cache=False)
+    direct = ArtworkDataModule(**kwargs, loader=LoaderSettings(cache=False))
     direct.setup()
     assert cached.datasets["train"].cache is not None and direct.datasets["train"].cache is None
     for index in range(len(direct.datasets["train"])):
@@ -175,7 +176,8 @@ def test_the_cache_takes_the_hashes_the_facts_scan_made(
     tmp_path: Path, demo_dir: Path, monkeypatch
 ):
     from significance.data import cache
-    from significance.data.datamodule import ArtworkDataModule
+    from significance.data.datamodule import ArtworkDataModule, LoaderSettings
+    from significance.data.run_split import CollectionSettings
     from significance.data.transforms import Preprocessing
     from significance.tasks import Task
 
@@ -184,9 +186,8 @@ def test_the_cache_takes_the_hashes_the_facts_scan_made(
         Task("icons/location", 2, "icons", "location", ("cyprus", "other")),
         Preprocessing(SIZE, (0.5,) * 3, (0.5,) * 3),
         tmp_path / "split.csv",
-        root=demo_dir,
-        facts_file=tmp_path / "facts.sqlite",
-        cache_dir=tmp_path / "cache",
+        CollectionSettings(demo_dir, facts_file=tmp_path / "facts.sqlite"),
+        loader=LoaderSettings(cache_dir=tmp_path / "cache"),
     )
     datamodule.prepare_data()  # scans (and hashes) each file once, then builds the cache
     datamodule.setup()
@@ -231,7 +232,8 @@ def test_cached_data_needs_few_workers(monkeypatch):
 def test_workers_share_the_cores_of_a_node_not_of_the_world(tmp_path: Path, monkeypatch):
     from types import SimpleNamespace
 
-    from significance.data.datamodule import ArtworkDataModule
+    from significance.data.datamodule import ArtworkDataModule, LoaderSettings
+    from significance.data.run_split import CollectionSettings
     from significance.data.transforms import Preprocessing
     from significance.tasks import Task
 
@@ -239,7 +241,11 @@ def test_workers_share_the_cores_of_a_node_not_of_the_world(tmp_path: Path, monk
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)  # tests run inside a SLURM job
     task = Task("icons/location", 2, "icons", "location", ("cyprus", "other"))
     datamodule = ArtworkDataModule(
-        task, Preprocessing(SIZE, (0.5,) * 3, (0.5,) * 3), tmp_path / "split.csv", cache=False
+        task,
+        Preprocessing(SIZE, (0.5,) * 3, (0.5,) * 3),
+        tmp_path / "split.csv",
+        CollectionSettings(tmp_path),
+        loader=LoaderSettings(cache=False),
     )
     datamodule.datasets["train"] = list(range(8))
     # Two nodes of two processes: each node's 16 cores feed its own two processes.

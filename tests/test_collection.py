@@ -191,3 +191,10 @@ def test_one_file_written_three_ways_in_the_table_is_one_sample(tmp_path: Path):
         ("scans/a.jpg", "gold"),
     ]
     assert skipped == []
+
+
+def test_connected_components_join_transitively_and_keep_key_order():
+    pairs = [("d", "b"), ("e", "d"), ("c", "c")]
+    components = scan.connected_components(["e", "a", "d", "c", "b", "a"], pairs)
+    assert components == [["a"], ["b", "d", "e"], ["c"]]
+    assert scan.connected_components([], []) == []

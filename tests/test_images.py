@@ -5,7 +5,7 @@ import pytest
 from crafted_images import TEST_PIXEL_LIMIT, make_crafted
 from PIL import Image
 
-from significance.data.images import load_image
+from significance.data.images import image_pixels, load_image
 from significance.errors import UnreadableImageError
 
 
@@ -102,3 +102,11 @@ def test_images_above_the_bomb_limit_are_decoded_reduced(crafted: Path, name: st
 def test_files_that_cannot_be_decoded_raise_with_the_reason(crafted: Path, name, message):
     with pytest.raises(UnreadableImageError, match=message):
         load_image(crafted / name, size=32)
+
+
+def test_image_pixels_are_channels_first_and_writable():
+    image = Image.new("RGB", (5, 3), (10, 20, 30))
+    pixels = image_pixels(image)
+    assert pixels.shape == (3, 3, 5) and pixels.dtype == np.uint8
+    assert pixels.flags.writeable and pixels.flags.c_contiguous
+    assert [int(pixels[channel].max()) for channel in range(3)] == [10, 20, 30]

@@ -7,7 +7,7 @@ import pytest
 from conftest import CONF_DIR
 
 from significance.data.collection import Sample, index_collection
-from significance.data.datamodule import draw_split, log_split
+from significance.data.run_split import CollectionSettings, SplitSettings, draw_split, log_split
 from significance.data.split import (
     class_shares,
     read_split,
@@ -180,9 +180,8 @@ def test_every_task_of_the_demo_tests_on_the_stage_one_test_images_of_its_type(d
     splits = {}
     for task in tasks.values():
         samples, _ = index_collection(demo_dir, "annotations", task, group_duplicates=True)
-        splits[task.id], _ = draw_split(
-            demo_dir, "annotations", "annotations.csv", task, samples, list(tasks.values())
-        )
+        draw = SplitSettings(tasks=tuple(tasks.values()))
+        splits[task.id], _ = draw_split(CollectionSettings(demo_dir), task, samples, draw)
     stage_one = splits["artefact"]
     for task in tasks.values():
         if task.stage != 2:
@@ -196,8 +195,9 @@ def test_the_split_log_gives_each_class_share_and_the_shared_test_images(demo_di
     tasks = list(discover_tasks(CONF_DIR).values())
     task = next(t for t in tasks if t.id == "coins/material")
     samples, _ = index_collection(demo_dir, "annotations", task)
-    assignment, drawn = draw_split(demo_dir, "annotations", "annotations.csv", task, samples, tasks)
-    with caplog.at_level(logging.INFO, logger="significance.data.datamodule"):
+    draw = SplitSettings(tasks=tuple(tasks))
+    assignment, drawn = draw_split(CollectionSettings(demo_dir), task, samples, draw)
+    with caplog.at_level(logging.INFO, logger="significance.data.run_split"):
         log_split(task, samples, assignment, drawn, Path("split.csv"))
     assert "class gold: train" in caplog.text and "test 2" in caplog.text
     assert "100.0% of the collection's test images labelled for coins/material" in caplog.text

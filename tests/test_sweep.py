@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from significance.checkpoint_evaluation import evaluate_checkpoint
 from significance.data.collection import index_collection
-from significance.data.datamodule import draw_split
+from significance.data.run_split import CollectionSettings, SplitSettings, draw_split
 from significance.data.split import read_split, write_split
 from significance.tasks import discover_tasks
 
@@ -49,9 +49,8 @@ def test_two_task_sweep_on_two_ddp_processes(tmp_path: Path, demo_dir: Path):
     tasks = discover_tasks(CONF_DIR)
     task = tasks["icons/location"]
     samples, _ = index_collection(demo_dir, "annotations", task)
-    expected, _ = draw_split(
-        demo_dir, "annotations", "annotations.csv", task, samples, list(tasks.values())
-    )
+    draw = SplitSettings(tasks=tuple(tasks.values()))
+    expected, _ = draw_split(CollectionSettings(demo_dir), task, samples, draw)
     recorded = read_split(job_dirs[1] / "split.csv")
     assert {s.path: name for name, part in recorded.items() for s in part} == expected
 

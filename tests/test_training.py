@@ -14,7 +14,8 @@ from PIL import Image
 from significance.checkpoint_evaluation import evaluate_checkpoint
 from significance.data import scan
 from significance.data.collection import Sample, read_labels
-from significance.data.datamodule import ArtworkDataModule, draw_split
+from significance.data.datamodule import ArtworkDataModule
+from significance.data.run_split import CollectionSettings, SplitSettings, draw_split
 from significance.data.split import read_split
 from significance.errors import CheckpointError
 from significance.models.module import load_classifier
@@ -217,12 +218,10 @@ def test_a_collection_with_bad_files_trains_to_the_end(compose_train, tmp_path, 
     # The split the same table gets were the bad files readable (no decode: labels only).
     task = Task("coins/material", 2, "coins", "material", ("gold", "silver", "other"))
     readable_all, _ = draw_split(
-        root,
-        "annotations",
-        "annotations.csv",
+        CollectionSettings(root),
         task,
         read_labels(root, "annotations", task, "annotations.csv"),
-        TASKS,
+        SplitSettings(tasks=tuple(TASKS)),
     )
     result = train(
         compose_train("task=coins/material", f"data.root={root}", "trainer.max_epochs=1")

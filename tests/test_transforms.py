@@ -5,6 +5,7 @@ from PIL import Image, ImageDraw
 from torchvision import transforms
 from torchvision.transforms import functional
 
+from significance.data.images import image_pixels
 from significance.data.transforms import (
     Augmentation,
     Preprocessing,
@@ -83,7 +84,7 @@ def _photograph(width: int, height: int, noise: float, seed: int = 0) -> Image.I
 
 
 def _tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
+    return torch.from_numpy(image_pixels(image)).float()
 
 
 @pytest.mark.parametrize("width,height", [(1600, 1200), (1200, 1600)])

@@ -9,15 +9,16 @@ from typing import Any
 import lightning as L
 import torch
 
-from significance.data.collection import Sample, index_collection, table_path
-from significance.data.datamodule import ArtworkDataModule, write_skipped
+from significance.data.collection import table_path
+from significance.data.datamodule import ArtworkDataModule, LoaderSettings
 from significance.data.images import file_sha256
-from significance.data.split import read_split, write_split
+from significance.data.run_split import CollectionSettings, make_split
+from significance.data.split import read_split
 from significance.errors import CheckpointError
 from significance.files import write_json
 from significance.models.module import ArtworkClassifier, load_classifier
 from significance.reporting.checkpoint_report import write_evaluation_report
-from significance.run_files import METRICS_FILE
+from significance.run_files import METRICS_FILE, REPORT_FILE, SPLIT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -46,45 +47,36 @@ def evaluate_checkpoint(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = load_classifier(ckpt)
-    trained_on = dict(model.hparams.get("data") or {})
-    other = {key: value for key, value in (data or {}).items() if value is not None}
     excluded = 0
-    if other.get("root"):
-        data_config = {"layout": "annotations", "annotations_file": "annotations.csv", **other}
-        split_file = output_dir / "split.csv"
-        samples, skipped = index_collection(
-            data_config["root"],
-            data_config["layout"],
-            model.task,
-            data_config["annotations_file"],
-            facts_file,
-        )
-        if exclude_seen:
-            samples, excluded = unseen_samples(samples, ckpt, model, data_config["root"])
-        write_split(split_file, samples, dict.fromkeys((s.path for s in samples), "test"))
-        write_skipped(output_dir / "skipped.csv", skipped)
+    if (data or {}).get("root"):
+        collection = CollectionSettings.from_config(data, facts_file)
+        split_file = output_dir / SPLIT_FILE
+        excluded = split_other_collection(split_file, collection, ckpt, model, exclude_seen)
     else:
-        data_config = trained_on
+        collection = CollectionSettings.from_config(model.hparams.get("data") or {})
         split_file = Path(split_file or recorded_split_file(ckpt, model))
+    cache = Path(cache_dir or LoaderSettings.cache_dir)
+    loader = LoaderSettings(batch_size, num_workers, cache=cache_dir is not None, cache_dir=cache)
     datamodule = ArtworkDataModule(
-        task=model.task,
-        preprocessing=model.preprocessing,
-        split_file=split_file,
-        root=data_config["root"],
-        layout=data_config["layout"],
-        annotations_file=data_config["annotations_file"],
-        batch_size=batch_size,
-        num_workers=num_workers,
-        cache=cache_dir is not None,
-        cache_dir=cache_dir or "data/cache",
+        model.task, model.preprocessing, split_file, collection, loader=loader
     )
     metrics = run_test(model, datamodule, accelerator)
-    metrics["checkpoint"] = str(Path(ckpt).resolve())
-    metrics["task"] = model.task.id
-    metrics["data_root"] = str(data_config["root"])
-    metrics["split_file"] = str(split_file)
-    metrics["excluded_seen"] = excluded
+    metrics.update(
+        checkpoint=str(Path(ckpt).resolve()),
+        task=model.task.id,
+        data_root=str(collection.root),
+        split_file=str(split_file),
+        excluded_seen=excluded,
+    )
     write_json(output_dir / METRICS_FILE, metrics)
+    report_test(output_dir, model, datamodule, metrics)
+    return metrics
+
+
+def report_test(
+    output_dir: Path, model: ArtworkClassifier, datamodule: ArtworkDataModule, metrics: dict
+) -> None:
+    """Write the test's report (`report.md` and its tables) and print its table."""
     # The test loader keeps the dataset's order: prediction i is test sample i.
     table = write_evaluation_report(
         output_dir,
@@ -95,14 +87,39 @@ def evaluate_checkpoint(
         metrics,
     )
     print(table)
-    print(f"Report: {output_dir / 'report.md'}")
-    return metrics
+    print(f"Report: {output_dir / REPORT_FILE}")
+
+
+def split_other_collection(
+    split_file: Path,
+    collection: CollectionSettings,
+    ckpt: str | Path,
+    model: ArtworkClassifier,
+    exclude_seen: bool,
+) -> int:
+    """Write every labelled image of `collection` as a test split, less those the model saw
+    (`exclude_seen`); return how many were left out as seen."""
+    seen = images_seen_by(ckpt, model) if exclude_seen else set()
+    split = make_split(split_file, collection, model.task, seen=seen)
+    if exclude_seen:
+        log.info(
+            "Left out %d of %d images of %s: the model trained or validated on them",
+            split.excluded,
+            split.excluded + len(split.samples),
+            collection.root,
+        )
+    if not split.samples:
+        raise CheckpointError(
+            f"every labelled image of {collection.root} for {model.task.id} is one that {ckpt} "
+            "trained or validated on: nothing is left to evaluate"
+        )
+    return split.excluded
 
 
 def recorded_split_file(ckpt: str | Path, model: ArtworkClassifier) -> Path:
     """The run's `split.csv`: where the checkpoint says, or beside the run's checkpoints folder."""
     recorded = model.hparams.get("split_file")
-    beside = Path(ckpt).resolve().parent.parent / "split.csv"
+    beside = Path(ckpt).resolve().parent.parent / SPLIT_FILE
     for candidate in (Path(recorded) if recorded else None, beside):
         if candidate is not None and candidate.is_file():
             return candidate
@@ -112,33 +129,16 @@ def recorded_split_file(ckpt: str | Path, model: ArtworkClassifier) -> Path:
     )
 
 
-def unseen_samples(
-    samples: list[Sample], ckpt: str | Path, model: ArtworkClassifier, root: str | Path
-) -> tuple[list[Sample], int]:
-    """The samples whose content the model never trained or validated on, and how many not."""
+def images_seen_by(ckpt: str | Path, model: ArtworkClassifier) -> set[str]:
+    """SHA-256 of the images the run that made `ckpt` trained or validated on."""
     try:
         split_file = recorded_split_file(ckpt, model)
     except CheckpointError as error:
         raise CheckpointError(
-            f"{error}. Without it the images {ckpt} trained on cannot be left out; pass "
-            "exclude_seen=false to score every labelled image anyway"
+            f"{error}. Without it the images {model.task.id} trained on cannot be left out; "
+            "pass exclude_seen=false to score every labelled image anyway"
         ) from None
-    seen = seen_images(split_file, (model.hparams.get("data") or {}).get("root"))
-    unseen = [sample for sample in samples if sample.sha256 not in seen]
-    excluded = len(samples) - len(unseen)
-    log.info(
-        "Left out %d of %d images of %s: the model trained or validated on them (%s)",
-        excluded,
-        len(samples),
-        root,
-        split_file,
-    )
-    if not unseen:
-        raise CheckpointError(
-            f"every labelled image of {root} for {model.task.id} is one that {ckpt} trained or "
-            "validated on: nothing is left to evaluate"
-        )
-    return unseen, excluded
+    return seen_images(split_file, (model.hparams.get("data") or {}).get("root"))
 
 
 def seen_images(split_file: str | Path, root: str | Path | None) -> set[str]:

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from significance.errors import ConfigurationError
-from significance.tasks import discover_tasks, slugify
+from significance.tasks import Task, discover_tasks, slugify
 
 
 def register_resolvers() -> None:
@@ -48,9 +48,9 @@ def config_dirs(config: DictConfig | None = None) -> list[Path]:
     return [Path(s.path) for s in sources if s.schema == "file" and Path(s.path).is_dir()]
 
 
-def configured_tasks(config: DictConfig) -> list[Any]:
-    """Every task under `task/` in the search path of `config` (empty outside Hydra)."""
-    tasks: dict[str, Any] = {}
+def configured_tasks(config: DictConfig | None = None) -> list[Task]:
+    """Every task under `task/` of the config folders (`config_dirs`; empty outside Hydra)."""
+    tasks: dict[str, Task] = {}
     for directory in config_dirs(config):
         if (directory / "task").is_dir():
             tasks.update(discover_tasks(directory))

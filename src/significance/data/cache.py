@@ -25,7 +25,7 @@ import numpy as np
 import PIL
 from filelock import FileLock
 
-from significance.data.images import UPRIGHT_SIZE, file_sha256, image_to_array, load_image
+from significance.data.images import UPRIGHT_SIZE, file_sha256, image_pixels, load_image
 from significance.errors import UnreadableImageError
 from significance.files import atomic_write
 
@@ -184,7 +184,7 @@ def _decode_into(
     except UnreadableImageError as error:
         log.error("Image cache: left out, unreadable: %s", error)
         return None
-    images[row] = image_to_array(image).transpose(2, 0, 1)
+    images[row] = image_pixels(image)
     return image.info[UPRIGHT_SIZE]
 
 
@@ -197,38 +197,67 @@ def _rebuild(
     threads: int | None,
 ) -> dict:
     """Write a new array holding the old entries and the requested ones; return its index."""
-    # Keep entries of other tasks of the same collection, so that tasks do not evict each other.
-    files = {**index["files"], **records}
-    old_rows = index["rows"]
-    old = np.load(folder / index["images"], mmap_mode="r") if index["images"] else None
-    source = {}  # content hash -> a file with that content, for the ones to decode
-    for path, record in records.items():
-        if record[2] not in old_rows:
-            source.setdefault(record[2], path)
-    # An old entry that was not requested and is no longer in the old array cannot be filled.
-    files = {
-        path: record
-        for path, record in files.items()
-        if record[2] in old_rows or record[2] in source
-    }
-    hashes = sorted({record[2] for record in files.values()})
-    rows = {sha: row for row, sha in enumerate(hashes)}
+    files, source = _plan(index, records)
+    rows = {sha: row for row, sha in enumerate(sorted({record[2] for record in files.values()}))}
     log.info(
         "Image cache %s: decoding %d files, keeping %d",
         folder,
         len(source),
-        len(hashes) - len(source),
+        len(rows) - len(source),
     )
-    token = uuid.uuid4().hex[:12]
-    images_name = f"images-{token}.npy"
+    images_name = f"images-{uuid.uuid4().hex[:12]}.npy"
     partial = folder / f"{images_name}.partial"
-    images = np.lib.format.open_memmap(
-        partial, mode="w+", dtype=np.uint8, shape=(len(hashes), 3, image_size, image_size)
-    )
-    for sha in hashes:
-        if sha not in source:
-            images[rows[sha]] = old[old_rows[sha]]
+    old = folder / index["images"] if index["images"] else None
+    decoded = _fill(partial, old, index["rows"], rows, source, root, image_size, threads)
+    os.replace(partial, folder / images_name)
+    new_index = _index_after(index, images_name, files, rows, set(source) - set(decoded))
+    new_index["sizes"].update({sha: list(size) for sha, size in decoded.items()})
+    with atomic_write(folder / INDEX_FILE) as handle:
+        handle.write(json.dumps(new_index))
+    # Readers that mapped an older array keep it until they close it (unlink, not truncate).
+    for stale in folder.glob("images-*.npy*"):
+        if stale.name != images_name:
+            stale.unlink(missing_ok=True)
+    return new_index
 
+
+def _plan(index: dict, records: dict[str, list]) -> tuple[dict[str, list], dict[str, str]]:
+    """The files the new array holds, and for each content to decode one file that has it."""
+    # Keep entries of other tasks of the same collection, so that tasks do not evict each other.
+    files = {**index["files"], **records}
+    source: dict[str, str] = {}
+    for path, record in records.items():
+        if record[2] not in index["rows"]:
+            source.setdefault(record[2], path)
+    # An old entry that was not requested and is no longer in the old array cannot be filled.
+    kept = {
+        path: record
+        for path, record in files.items()
+        if record[2] in index["rows"] or record[2] in source
+    }
+    return kept, source
+
+
+def _fill(
+    partial: Path,
+    old_file: Path | None,
+    old_rows: dict[str, int],
+    rows: dict[str, int],
+    source: dict[str, str],
+    root: Path,
+    image_size: int,
+    threads: int | None,
+) -> dict[str, tuple[int, int]]:
+    """Write the new array: old rows copied, `source` files decoded in threads.
+
+    Returns the upright size of each content hash that decoded.
+    """
+    old = np.load(old_file, mmap_mode="r") if old_file is not None else None
+    shape = (len(rows), 3, image_size, image_size)
+    images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    for sha, row in rows.items():
+        if sha not in source:
+            images[row] = old[old_rows[sha]]
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
         sizes = list(
             pool.map(
@@ -240,24 +269,18 @@ def _rebuild(
             )
         )
     images.flush()
-    del images, old
-    decoded = {sha: size for sha, size in zip(source, sizes, strict=True) if size is not None}
-    failed = set(source) - set(decoded)
+    return {sha: size for sha, size in zip(source, sizes, strict=True) if size is not None}
+
+
+def _index_after(
+    index: dict, images_name: str, files: dict[str, list], rows: dict[str, int], failed: set[str]
+) -> dict:
+    """The new array's index, less the contents that failed to decode (their sizes to add)."""
     rows = {sha: row for sha, row in rows.items() if sha not in failed}
-    kept_sizes = {sha: size for sha, size in index["sizes"].items() if sha in rows}
-    files = {path: record for path, record in files.items() if record[2] not in failed}
-    os.replace(partial, folder / images_name)
-    new_index = {
+    return {
         "preprocessing": index["preprocessing"],
         "images": images_name,
-        "files": files,
+        "files": {path: record for path, record in files.items() if record[2] not in failed},
         "rows": rows,
-        "sizes": {**kept_sizes, **{sha: list(size) for sha, size in decoded.items()}},
+        "sizes": {sha: size for sha, size in index["sizes"].items() if sha in rows},
     }
-    with atomic_write(folder / INDEX_FILE) as handle:
-        handle.write(json.dumps(new_index))
-    # Readers that mapped an older array keep it until they close it (unlink, not truncate).
-    for stale in folder.glob("images-*.npy*"):
-        if stale.name != images_name:
-            stale.unlink(missing_ok=True)
-    return new_index

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from significance.data.images import IMAGE_SUFFIXES
+from significance.data.images import IMAGE_SUFFIXES, is_hidden
 from significance.data.scan import ImageFacts, connected_components, duplicate_groups, scan_files
 from significance.errors import CollectionError
 from significance.tasks import ARTWORK_TYPE_FIELD, Task
@@ -72,8 +72,9 @@ def index_collection(
 ) -> tuple[list[Sample], list[SkippedFile]]:
     """List the labelled images of `task` in the collection, sorted by path.
 
-    Every file is decoded once (cached in `facts_file` by path, size and mtime): files that
-    are missing, truncated or not images are returned as skipped instead of failing the run.
+    Every file is decoded once (its facts kept in the facts file `facts_file`, by path, size
+    and mtime): files that are missing, truncated or not images are returned as skipped
+    instead of failing the run.
     With `group_duplicates`, exact and near-duplicate images join one group, so that a split
     never puts copies of one image on both sides.
     """
@@ -227,7 +228,7 @@ def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
 
 def _read_class_folders(root: Path, task: Task) -> list[Sample]:
     """Images under `<root>/<class>/`, one folder per class of `task`."""
-    folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    folders = {p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name)}
     if folders != set(task.classes):
         raise CollectionError(
             f"class folders of {root} do not match the classes of task {task.id}: "
@@ -238,8 +239,7 @@ def _read_class_folders(root: Path, task: Task) -> list[Sample]:
     for label in task.classes:
         for path in sorted((root / label).rglob("*")):
             relative = path.relative_to(root)
-            hidden = any(part.startswith(".") for part in relative.parts)
-            if path.is_file() and not hidden and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.is_file() and not is_hidden(relative) and path.suffix.lower() in IMAGE_SUFFIXES:
                 posix = relative.as_posix()
                 samples.append(Sample(path=posix, label=label, group=posix))
     return samples

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
-from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -17,18 +15,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from significance.data.cache import ImageCache, open_image_cache
-from significance.data.collection import Sample, SkippedFile, collection_labels, index_collection
-from significance.data.demo import demo_spec, ensure_demo_collection
-from significance.data.images import UPRIGHT_SIZE, load_image
+from significance.data.collection import Sample
+from significance.data.images import UPRIGHT_SIZE, image_pixels, load_image
+from significance.data.run_split import CollectionSettings, SplitSettings, make_split
 from significance.data.scan import current_hashes
-from significance.data.split import (
-    class_shares,
-    read_split,
-    split_collection,
-    split_stratified,
-    test_overlap,
-    write_split,
-)
+from significance.data.split import read_split
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
 from significance.errors import ConfigurationError, UnreadableImageError
 from significance.hardware import resolve_num_workers
@@ -66,7 +57,7 @@ class ArtworkImages(Dataset):
             width, height = self.cache.upright_size(sample.path)
             return pixels, self.class_index[sample.label], height / width
         sample, image = self._load_from(index)
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+        pixels = torch.from_numpy(image_pixels(image))
         width, height = image.info[UPRIGHT_SIZE]
         return pixels, self.class_index[sample.label], height / width
 
@@ -113,102 +104,63 @@ class EpochShuffle(DistributedSampler):
         return super().__iter__()
 
 
-class ArtworkDataModule(L.LightningDataModule):
-    """Splits one task's images once (written to `split_file`) and serves them in batches.
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How the split's images are served: batches, worker processes, the image cache, the seed.
 
     `batch_size` is global: with N devices each process loads `batch_size / N` images, so the
     optimiser sees the study's 32 images a step whatever the number of devices.
     """
+
+    batch_size: int = 32
+    num_workers: int | str = "auto"
+    cache: bool = True
+    cache_dir: Path = Path("data/cache")
+    seed: int = 0  # the order of the training batches and their augmentation
+
+
+class ArtworkDataModule(L.LightningDataModule):
+    """Makes one task's split once (`make_split`, into `split_file`) and serves it in batches."""
 
     def __init__(
         self,
         task: Task,
         preprocessing: Preprocessing,
         split_file: str | Path,
-        root: str | Path | None = None,
-        layout: str = "annotations",
-        annotations_file: str = "annotations.csv",
-        demo_dir: str | Path = "data/demo",
-        demo_scale: str = "demo",
-        batch_size: int = 32,
-        num_workers: int | str = "auto",
-        test_fraction: float = 0.2,
-        val_fraction: float = 0.1,
-        seed: int = 0,
+        collection: CollectionSettings,
+        split: SplitSettings | None = None,
+        loader: LoaderSettings | None = None,
         augmentation: Augmentation | None = None,
-        facts_file: str | Path | None = None,
-        group_duplicates: bool = False,
-        duplicate_distance: int = 6,
-        cache: bool = True,
-        cache_dir: str | Path = "data/cache",
-        collection_tasks: Sequence[Task] = (),
         test_each_epoch: bool = False,
     ) -> None:
         super().__init__()
         self.task = task
-        # The split is drawn once for the collection, stratified on all these tasks' labels.
-        self.collection_tasks = tuple(collection_tasks) or (task,)
-        # The test split as a second validation loader (report_test_selected): never chooses.
-        self.test_each_epoch = test_each_epoch
         self.preprocessing = preprocessing
         self.split_file = Path(split_file)
-        self.root = Path(root) if root is not None else Path(demo_dir)
-        self.uses_demo = root is None
-        self.demo_spec = demo_spec(demo_scale)
-        self.layout = layout
-        self.annotations_file = annotations_file
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.test_fraction = test_fraction
-        self.val_fraction = val_fraction
-        self.seed = seed
+        self.collection = collection
+        self.split = split or SplitSettings()
+        self.loader = loader or LoaderSettings()
         self.augmentation = augmentation or Augmentation()
-        self.facts_file = facts_file
-        self.group_duplicates = group_duplicates
-        self.duplicate_distance = duplicate_distance
-        self.cache = cache
-        self.cache_dir = Path(cache_dir)
+        # The test split as a second validation loader (report_test_selected): never chooses.
+        self.test_each_epoch = test_each_epoch
+        # What a checkpoint records of the collection.
+        self.root, self.layout = collection.root, collection.layout
+        self.annotations_file = collection.annotations_file
         self.datasets: dict[str, ArtworkImages] = {}
         # Augmentation draws: reseeded by seed, epoch and rank at each epoch's first batch, so
         # that the epochs after a resume draw what an uninterrupted run draws.
-        self.augment_generator = torch.Generator().manual_seed(seed)
+        self.augment_generator = torch.Generator().manual_seed(self.loader.seed)
         self.augment_epoch: int | None = None
 
     def prepare_data(self) -> None:
-        """On one process: generate the demo collection if needed, split once, write it down."""
-        if self.uses_demo:
-            ensure_demo_collection(self.root, spec=self.demo_spec)
+        """On one process: the demo collection if used, the split once, the image cache."""
+        self.collection.ensure()
         if self.split_file.is_file():
             log.info("Reusing the split in %s", self.split_file)
         else:
-            self._write_split()
+            make_split(self.split_file, self.collection, self.task, self.split)
         # Decode once, here on one process per node; setup() on each rank only opens it.
         self._open_cache()
-
-    def _write_split(self) -> None:
-        samples, skipped = index_collection(
-            self.root,
-            self.layout,
-            self.task,
-            self.annotations_file,
-            self.facts_file,
-            self.group_duplicates,
-            self.duplicate_distance,
-        )
-        assignment, drawn = draw_split(
-            self.root,
-            self.layout,
-            self.annotations_file,
-            self.task,
-            samples,
-            self.collection_tasks,
-            self.test_fraction,
-            self.val_fraction,
-            self.seed,
-        )
-        write_split(self.split_file, samples, assignment)
-        write_skipped(self.split_file.with_name("skipped.csv"), skipped)
-        log_split(self.task, samples, assignment, drawn, self.split_file)
 
     def setup(self, stage: str | None = None) -> None:
         """On every process: read the split that `prepare_data` wrote."""
@@ -226,45 +178,48 @@ class ArtworkDataModule(L.LightningDataModule):
 
     def _open_cache(self) -> ImageCache | None:
         """The decoded images of every split (built or refreshed when stale); None when off."""
-        if not self.cache:
+        if not self.loader.cache:
             return None
         paths = [s.path for samples in read_split(self.split_file).values() for s in samples]
         return open_image_cache(
-            self.cache_dir,
+            self.loader.cache_dir,
             self.root,
             paths,
             self.preprocessing.image_size,
-            known_hashes=self._scanned_hashes if self.facts_file else None,
+            known_hashes=self._scanned_hashes if self.collection.facts_file else None,
         )
 
     def _scanned_hashes(self, paths: list[str]) -> dict[str, str]:
         """SHA-256 of the files the facts scan hashed and that have not changed since."""
         files = {path: self.root / path for path in paths}
-        known = current_hashes(self.facts_file, files.values())
+        known = current_hashes(self.collection.facts_file, files.values())
         return {path: known[file] for path, file in files.items() if file in known}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        check_global_batch(self.batch_size, world_size)
+        check_global_batch(self.loader.batch_size, world_size)
         # Cores are a node's: they are shared by the processes of this node, not of the world.
         local_processes = self.trainer.num_devices if self.trainer is not None else 1
-        workers = resolve_num_workers(self.num_workers, local_processes, cached=self.cache)
+        workers = resolve_num_workers(
+            self.loader.num_workers, local_processes, cached=self.loader.cache
+        )
         dataset = self.datasets[split]
         if shuffle:  # an order set by seed and epoch: a resumed epoch draws the same
-            sampler = EpochShuffle(dataset, world_size, rank, seed=self.seed, trainer=self.trainer)
+            seed = self.loader.seed
+            sampler = EpochShuffle(dataset, world_size, rank, seed=seed, trainer=self.trainer)
         else:  # every image exactly once over the ranks: no padded repeats in the figures
             sampler = UnrepeatedDistributedSampler(dataset, world_size, rank, shuffle=False)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size // world_size,
+            batch_size=self.loader.batch_size // world_size,
             sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             # Its own: the loader's iterator draws a seed, from the global stream otherwise,
             # and Lightning makes a fit's first iterator before on_train_epoch_start reseeds.
-            generator=torch.Generator().manual_seed(epoch_seed(self.seed, 0, rank, split)),
+            generator=torch.Generator().manual_seed(epoch_seed(self.loader.seed, 0, rank, split)),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -288,7 +243,7 @@ class ArtworkDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             if self.augment_epoch != self.trainer.current_epoch:
                 self.augment_epoch = self.trainer.current_epoch
-                seed = epoch_seed(self.seed, self.augment_epoch, self.trainer.global_rank)
+                seed = epoch_seed(self.loader.seed, self.augment_epoch, self.trainer.global_rank)
                 self.augment_generator.manual_seed(seed)
             images = augment(images, self.augmentation, self.augment_generator, aspects)
         return normalize(images, self.preprocessing), targets
@@ -300,58 +255,6 @@ def epoch_seed(seed: int, epoch: int, rank: int, stream: str = "augment") -> int
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def draw_split(
-    root: Path,
-    layout: str,
-    annotations_file: str,
-    task: Task,
-    samples: list[Sample],
-    collection_tasks: Sequence[Task] = (),
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-) -> tuple[dict[str, str], dict[str, str]]:
-    """A run's split of `samples` (`{path: split}`) and the collection's draw it comes from.
-
-    The draw is one for the collection, stratified on the labels of `task` and every one of
-    `collection_tasks` it serves; unreadable files are in it too, so none moves another image.
-    """
-    tasks = {each.id: each for each in (task, *collection_tasks)}.values()
-    labels = collection_labels(root, layout, tasks, annotations_file)
-    drawn = split_collection(labels, test_fraction, val_fraction, seed)
-    assignment = split_stratified(
-        samples,
-        test_fraction,
-        val_fraction,
-        seed=seed,
-        classes=task.classes,
-        collection_split=drawn,
-    )
-    return assignment, drawn
-
-
-def log_split(
-    task: Task,
-    samples: list[Sample],
-    assignment: dict[str, str],
-    collection_split: dict[str, str],
-    split_file: Path,
-) -> None:
-    """Log the split's size, every class's achieved shares and the test images it shares
-    with the collection's draw (and so with the other tasks of the collection)."""
-    counts = Counter(assignment.values())
-    log.info("Split %d images of %s: %s -> %s", len(samples), task.id, dict(counts), split_file)
-    for label, shares in class_shares(samples, assignment).items():
-        achieved = ", ".join(f"{split} {share:.1%}" for split, share in shares.items())
-        log.info("  class %s: %s", label, achieved)
-    overlap = test_overlap(samples, assignment, collection_split)
-    log.info(
-        "  %.1f%% of the collection's test images labelled for %s are in its test split",
-        100 * overlap,
-        task.id,
-    )
-
-
 def check_global_batch(batch_size: int, world_size: int) -> None:
     """Refuse a global batch that the processes cannot share evenly."""
     if batch_size % world_size:
@@ -359,11 +262,3 @@ def check_global_batch(batch_size: int, world_size: int) -> None:
             f"data.batch_size={batch_size} is the global batch and must divide "
             f"evenly over trainer.devices x num_nodes = {world_size}"
         )
-
-
-def write_skipped(path: Path, skipped: list[SkippedFile]) -> None:
-    """Write `skipped.csv`: the files left out of the task and why (header only if none)."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "reason"])
-        writer.writerows((item.path, item.reason) for item in skipped)

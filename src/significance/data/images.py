@@ -161,9 +161,9 @@ def _scale_to_8bit(pixels: np.ndarray) -> np.ndarray:
     return np.rint(scaled).clip(0, 255).astype(np.uint8)
 
 
-def image_to_array(image: Image.Image) -> np.ndarray:
-    """HxWx3 uint8 pixels of an RGB image."""
-    return np.asarray(image, dtype=np.uint8)
+def image_pixels(image: Image.Image) -> np.ndarray:
+    """3 x H x W uint8 pixels of an RGB image: channels first, as models and the cache take them."""
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def file_sha256(path: Path) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from scipy.sparse import coo_matrix, csgraph
 from tqdm.auto import tqdm
 
 from significance.data.images import file_sha256, load_image, open_image
@@ -32,8 +33,8 @@ SCAN_VERSION = 1
 # Images are decoded at this size to be checked and hashed (JPEGs via draft: fast).
 HASH_DECODE_SIZE = 128
 # Near-duplicates must also agree on an 8x8 colour thumbnail to within this mean absolute
-# difference (0..255): resized or recompressed copies stay under 3, while distinct photographs
-# that merely share a layout (the perceptual hash is greyscale and coarse) differ by 5 and more.
+# difference (0..255): above what resized or recompressed copies differ by, below what distinct
+# photographs that merely share a layout differ by (the perceptual hash is greyscale and coarse).
 THUMBNAIL_TOLERANCE = 4.0
 # Signatures of image formats that Pillow cannot read (offset, bytes, name).
 FOREIGN_SIGNATURES = (
@@ -251,22 +252,20 @@ def duplicate_groups(facts: dict[str, ImageFacts], max_distance: int) -> list[li
 
 
 def connected_components(keys: Iterable[str], pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
-    """Keys joined by the pairs (union-find), each component sorted, components by first key."""
-    parent = {key: key for key in keys}
-
-    def find(key: str) -> str:
-        while parent[key] != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
-    for a, b in pairs:
-        root_a, root_b = find(a), find(b)
-        if root_a != root_b:
-            parent[max(root_a, root_b)] = min(root_a, root_b)
-    members: dict[str, list[str]] = {}
-    for key in sorted(parent):
-        members.setdefault(find(key), []).append(key)
+    """Keys joined by the pairs, each component sorted, components in the order of their first."""
+    names = sorted(set(keys))
+    if not names:
+        return []
+    index = {name: position for position, name in enumerate(names)}
+    edges = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix(
+        (np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
+        shape=(len(names), len(names)),
+    )
+    _, labels = csgraph.connected_components(graph, directed=False)
+    members: dict[int, list[str]] = {}
+    for name, label in zip(names, labels.tolist(), strict=True):
+        members.setdefault(label, []).append(name)
     return list(members.values())
 
 

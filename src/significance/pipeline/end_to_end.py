@@ -10,17 +10,19 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from significance.checkpoint_evaluation import recorded_split_file, seen_images
-from significance.data.collection import index_collection
-from significance.errors import CheckpointError, ConfigurationError, InputError
+from significance.checkpoint_evaluation import images_seen_by
+from significance.data.run_split import CollectionSettings, make_split
+from significance.errors import ConfigurationError, InputError
 from significance.files import write_json
 from significance.pipeline.inference import (
+    Decoded,
     decode_size,
     decoded_batches,
     probabilities,
     stage2_probabilities,
 )
 from significance.pipeline.loading import Pipeline, PipelineSpec, load_pipeline
+from significance.run_files import SPLIT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -53,76 +55,100 @@ def evaluate_pipeline(
     The images are every image of the collection with an artwork type, less those any model
     of the pipeline trained or validated on, matched by content wherever the collection lies
     (`exclude_seen`); `facts_file` holds the facts of scanned files. Writes
-    `pipeline_metrics.json` and `pipeline_report.md` into `output_dir`.
+    `pipeline_metrics.json` and `pipeline_report.md` into `output_dir`, and the images each
+    model was scored on into `<output_dir>/<task>/split.csv` (and `skipped.csv`).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pipeline = load_pipeline(spec, accelerator)
-    collection = collection_of(pipeline, data)
-    root = Path(collection["root"])
-    labels, hashes = collection_labels(pipeline, collection, facts_file)
+    collection = collection_of(pipeline, data, facts_file)
     seen = seen_by_pipeline(pipeline) if exclude_seen else set()
-    excluded = {path for path in labels if hashes[path] in seen}
-    paths = sorted(path for path in labels if path not in excluded)
-    if not paths:
-        raise InputError(f"every labelled image of {root} trained some model of the pipeline")
-    stage1_task = pipeline.stage1.task
-    stage1_correct, unreadable = 0, []
-    counts: dict[str, Counter] = {task_id: Counter() for task_id in pipeline.field_tasks}
-    # (top probability, right?) of every decision, for the table of thresholds.
-    decisions: dict[str, list[tuple[float, bool]]] = {stage1_task.id: []}
-    decisions.update({task_id: [] for task_id in pipeline.field_tasks})
+    labels, excluded = collection_labels(pipeline, collection, output_dir, seen)
+    if not labels:
+        raise InputError(
+            f"every labelled image of {collection.root} trained some model of the pipeline"
+        )
+    paths = sorted(labels)
+    scores = Scores(pipeline)
     batches = decoded_batches(
-        [root / p for p in paths], decode_size(pipeline), batch_size, num_workers
+        [collection.root / p for p in paths], decode_size(pipeline), batch_size, num_workers
     )
     for batch in tqdm(batches, desc="evaluate pipeline", unit="batch"):
-        unreadable += [paths[item.index] for item in batch if item.pixels is None]
-        items = [item for item in batch if item.pixels is not None]
-        if not items:
-            continue
-        pixels = torch.stack([item.pixels for item in items])
-        true_labels = [labels[paths[item.index]] for item in items]
-        true_types = [label[stage1_task.id] for label in true_labels]
-        top, index = probabilities(pipeline.stage1, pixels).max(1)
-        routed = [stage1_task.classes[i] for i in index.tolist()]
-        right = [r == t for r, t in zip(routed, true_types, strict=True)]
-        stage1_correct += sum(right)
-        decisions[stage1_task.id] += zip(top.tolist(), right, strict=True)
-        # Each field model on the images of its true type: "the model alone".
-        given = stage2_probabilities(pipeline, pixels, true_types)
-        for task_id, by_position in given.items():
-            classes = pipeline.models()[task_id].task.classes
-            for position, probs in by_position.items():
-                truth = true_labels[position].get(task_id)
-                if truth is not None:
-                    field_right = classes[int(probs.argmax())] == truth
-                    decisions[task_id].append((float(probs.max()), field_right))
-                    tally(counts[task_id], field_right, routed[position] == true_types[position])
-    evaluated = len(paths) - len(unreadable)
+        scores.add(batch, paths, labels)
     metrics = {
-        "data_root": str(root),
-        "images": evaluated,
-        "excluded_trained_on": len(excluded & set(labels)),
-        "unreadable": unreadable,
+        "data_root": str(collection.root),
+        "images": scores.images,
+        "excluded_trained_on": excluded,
+        "unreadable": scores.unreadable,
         "checkpoints": pipeline.checkpoints,
-        "stage1": {
-            "task": stage1_task.id,
-            "images": evaluated,
-            "acc": stage1_correct / evaluated if evaluated else None,
-        },
-        "fields": {task_id: field_metrics(count) for task_id, count in counts.items()},
-        # Each model alone (a field model on images of its true type): what a threshold on
-        # its top probability leaves answered, and how often those answers are right.
-        "thresholds": {
-            task_id: threshold_table(task_decisions)
-            for task_id, task_decisions in decisions.items()
-        },
+        **scores.metrics(),
     }
     write_json(output_dir / "pipeline_metrics.json", metrics)
     report = format_report(metrics)
     (output_dir / "pipeline_report.md").write_text(report)
     print(report)
     return metrics
+
+
+class Scores:
+    """What the pipeline got right, batch by batch: stage 1, each field, every decision."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.images = 0
+        self.stage1_correct = 0
+        self.unreadable: list[str] = []
+        self.counts: dict[str, Counter] = {task_id: Counter() for task_id in pipeline.field_tasks}
+        # (top probability, right?) of every decision, for the table of thresholds.
+        self.decisions: dict[str, list[tuple[float, bool]]] = {
+            task_id: [] for task_id in (pipeline.stage1.task.id, *pipeline.field_tasks)
+        }
+
+    def add(self, batch: list[Decoded], paths: list[str], labels: dict[str, dict]) -> None:
+        """Score a decoded batch: item i is the file `paths[i.index]`, labelled `labels[path]`."""
+        self.unreadable += [paths[item.index] for item in batch if item.pixels is None]
+        items = [item for item in batch if item.pixels is not None]
+        if items:
+            pixels = torch.stack([item.pixels for item in items])
+            self._score(pixels, [labels[paths[item.index]] for item in items])
+
+    def _score(self, pixels: torch.Tensor, true_labels: list[dict[str, str]]) -> None:
+        """Score images that decoded, each with its labels (`{task id: label}`)."""
+        stage1_task = self.pipeline.stage1.task
+        true_types = [label[stage1_task.id] for label in true_labels]
+        top, index = probabilities(self.pipeline.stage1, pixels).max(1)
+        routed = [stage1_task.classes[i] for i in index.tolist()]
+        right = [r == t for r, t in zip(routed, true_types, strict=True)]
+        self.images += len(right)
+        self.stage1_correct += sum(right)
+        self.decisions[stage1_task.id] += zip(top.tolist(), right, strict=True)
+        # Each field model on the images of its true type: "the model alone".
+        given = stage2_probabilities(self.pipeline, pixels, true_types)
+        for task_id, by_position in given.items():
+            classes = self.pipeline.models()[task_id].task.classes
+            for position, probs in by_position.items():
+                truth = true_labels[position].get(task_id)
+                if truth is not None:
+                    field_right = classes[int(probs.argmax())] == truth
+                    self.decisions[task_id].append((float(probs.max()), field_right))
+                    tally(self.counts[task_id], field_right, right[position])
+
+    def metrics(self) -> dict[str, Any]:
+        """Stage 1's accuracy, each field's counts, and the table of thresholds of each model."""
+        return {
+            "stage1": {
+                "task": self.pipeline.stage1.task.id,
+                "images": self.images,
+                "acc": self.stage1_correct / self.images if self.images else None,
+            },
+            "fields": {task_id: field_metrics(count) for task_id, count in self.counts.items()},
+            # Each model alone (a field model on images of its true type): what a threshold on
+            # its top probability leaves answered, and how often those answers are right.
+            "thresholds": {
+                task_id: threshold_table(task_decisions)
+                for task_id, task_decisions in self.decisions.items()
+            },
+        }
 
 
 def tally(count: Counter, field_right: bool, routed_right: bool) -> None:
@@ -165,13 +191,13 @@ def field_metrics(count: Counter) -> dict[str, Any]:
     return values
 
 
-def collection_of(pipeline: Pipeline, data: dict[str, Any] | None) -> dict[str, Any]:
-    """`data` where given, else the collection stage 1 was trained on."""
-    given = {key: value for key, value in (data or {}).items() if value is not None}
-    trained = dict(pipeline.stage1.hparams.get("data") or {})
-    base = {"layout": "annotations", "annotations_file": "annotations.csv"}
-    collection = {**base, **given} if given.get("root") else {**base, **trained}
-    if collection.get("layout") != "annotations":
+def collection_of(
+    pipeline: Pipeline, data: dict[str, Any] | None, facts_file: str | Path | None = None
+) -> CollectionSettings:
+    """`data` where it names a root, else the collection stage 1 was trained on."""
+    given = data if (data or {}).get("root") else pipeline.stage1.hparams.get("data") or {}
+    collection = CollectionSettings.from_config(given, facts_file)
+    if collection.layout != "annotations":
         raise ConfigurationError(
             "the pipeline is evaluated on an annotations table (data.layout="
             "annotations): class folders hold the labels of one task only"
@@ -180,43 +206,32 @@ def collection_of(pipeline: Pipeline, data: dict[str, Any] | None) -> dict[str, 
 
 
 def collection_labels(
-    pipeline: Pipeline, collection: dict[str, Any], facts_file: str | Path | None = None
-) -> tuple[dict[str, dict], dict[str, str]]:
-    """`{path: {task id: label}}` of every image with an artwork type, from one table, and
-    `{path: SHA-256}`.
+    pipeline: Pipeline, collection: CollectionSettings, output_dir: Path, seen: set[str]
+) -> tuple[dict[str, dict[str, str]], int]:
+    """`{path: {task id: label}}` of every image with an artwork type but those `seen`, and how
+    many of those were left out.
 
-    Each model's task indexes the collection; `facts_file` makes that one scan, not one a model.
+    Each model's task makes its split of the collection (every image a test image) in
+    `<output_dir>/<task>/`; a facts file makes that one scan, not one a model.
     """
     labels: dict[str, dict[str, str]] = {}
-    hashes: dict[str, str] = {}
+    excluded = 0
     for task_id, model in pipeline.models().items():
-        samples, _ = index_collection(
-            collection["root"],
-            "annotations",
-            model.task,
-            collection["annotations_file"],
-            facts_file,
-        )
-        for sample in samples:
+        split_file = output_dir / model.task.slug / SPLIT_FILE
+        split = make_split(split_file, collection, model.task, seen=seen)
+        if model.task.stage == 1:
+            excluded = split.excluded
+        for sample in split.samples:
             if model.task.stage == 1 or sample.path in labels:
                 labels.setdefault(sample.path, {})[task_id] = sample.label
-                hashes[sample.path] = sample.sha256
-    return labels, hashes
+    return labels, excluded
 
 
 def seen_by_pipeline(pipeline: Pipeline) -> set[str]:
     """SHA-256 of every image any model of the pipeline trained or validated on."""
     seen: set[str] = set()
     for task_id, model in pipeline.models().items():
-        checkpoint = pipeline.checkpoints[task_id]
-        try:
-            split_file = recorded_split_file(checkpoint, model)
-        except CheckpointError as error:
-            raise CheckpointError(
-                f"{error}. Without it the images {task_id} trained on cannot be left out; "
-                "pass exclude_seen=false to score every labelled image anyway"
-            ) from None
-        seen |= seen_images(split_file, (model.hparams.get("data") or {}).get("root"))
+        seen |= images_seen_by(pipeline.checkpoints[task_id], model)
     return seen
 
 

@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from significance.data.images import load_image
+from significance.data.images import image_pixels, load_image
 from significance.data.transforms import Preprocessing, normalize
 from significance.errors import UnreadableImageError
 from significance.hardware import resolve_num_workers
@@ -50,7 +49,7 @@ class ImageFiles(Dataset):
             image = load_image(path, self.image_size)
         except UnreadableImageError as error:
             return Decoded(index, None, str(error))
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+        pixels = torch.from_numpy(image_pixels(image))
         return Decoded(index, pixels, None)
 
 

@@ -14,9 +14,10 @@ import torch
 from tqdm import tqdm
 
 from significance.data.collection import table_path
-from significance.data.images import IMAGE_SUFFIXES
+from significance.data.images import IMAGE_SUFFIXES, is_hidden
 from significance.errors import InputError
 from significance.pipeline.inference import (
+    Decoded,
     decode_size,
     decoded_batches,
     probabilities,
@@ -44,7 +45,7 @@ def list_inputs(source: str | Path | Sequence[str | Path]) -> list[str]:
         files = [
             p
             for p in sorted(source.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+            if p.is_file() and not is_hidden(p.relative_to(source))
         ]
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         if len(images) < len(files):
@@ -99,34 +100,16 @@ def predict(
         pipeline = load_pipeline(pipeline, accelerator)  # every checkpoint checked before any image
     paths = list_inputs(source)
     columns = output_columns(pipeline)
+    thresholds = (stage1_threshold, stage2_threshold)
+    explain_dir = output_dir / "explanations" if explain else None
     rows: list[dict[str, Any]] = []
-    started, readable = time.perf_counter(), 0
+    started = time.perf_counter()
     with tqdm(total=len(paths), desc="predict", unit="img") as progress:
         for batch in decoded_batches(paths, decode_size(pipeline), batch_size, num_workers):
-            batch_rows = [
-                dict.fromkeys(columns) | {"path": paths[item.index], "error": item.error}
-                for item in batch
-            ]
-            images = [
-                (row, item)
-                for row, item in zip(batch_rows, batch, strict=True)
-                if item.pixels is not None
-            ]
-            if images:
-                pixels = torch.stack([item.pixels for _, item in images])
-                image_rows = [row for row, _ in images]
-                fill_rows(pipeline, pixels, image_rows, stage1_threshold, stage2_threshold)
-                if explain:
-                    from significance.pipeline.explain import explain_batch
-
-                    names = [
-                        f"{item.index:06d}-{Path(paths[item.index]).name}" for _, item in images
-                    ]
-                    explain_batch(pipeline, pixels, image_rows, names, output_dir / "explanations")
-                readable += len(images)
-            rows.extend(batch_rows)
+            rows += predict_batch(pipeline, batch, paths, columns, thresholds, explain_dir)
             progress.update(len(batch))
     seconds = time.perf_counter() - started
+    readable = sum(row["error"] is None for row in rows)
     write_predictions(output_dir, columns, rows)
     log.info(
         "Predicted %d files (%d unreadable) in %.1f s: %.1f images/s; written to %s",
@@ -136,6 +119,32 @@ def predict(
         readable / max(seconds, 1e-9),
         output_dir / "predictions.csv",
     )
+    return rows
+
+
+def predict_batch(
+    pipeline: Pipeline,
+    batch: list[Decoded],
+    paths: list[str],
+    columns: list[str],
+    thresholds: tuple[float, float],
+    explain_dir: Path | None,
+) -> list[dict[str, Any]]:
+    """One output row per file of a decoded batch: the readable ones classified (and explained
+    into `explain_dir`), the others with their error."""
+    rows = [
+        dict.fromkeys(columns) | {"path": paths[item.index], "error": item.error} for item in batch
+    ]
+    images = [(row, item) for row, item in zip(rows, batch, strict=True) if item.pixels is not None]
+    if images:
+        pixels = torch.stack([item.pixels for _, item in images])
+        image_rows = [row for row, _ in images]
+        fill_rows(pipeline, pixels, image_rows, *thresholds)
+        if explain_dir is not None:
+            from significance.pipeline.explain import explain_batch
+
+            names = [f"{item.index:06d}-{Path(paths[item.index]).name}" for _, item in images]
+            explain_batch(pipeline, pixels, image_rows, names, explain_dir)
     return rows
 
 

@@ -22,7 +22,8 @@ from omegaconf import DictConfig
 
 from significance.checkpoint_evaluation import evaluate_checkpoint
 from significance.config import configured_tasks, to_plain
-from significance.data.datamodule import ArtworkDataModule
+from significance.data.datamodule import ArtworkDataModule, LoaderSettings
+from significance.data.run_split import CollectionSettings, SplitSettings
 from significance.files import write_json
 from significance.hardware import keep_freed_memory, warn_if_bf16_emulated
 from significance.models.build import preprocessing_for
@@ -124,13 +125,28 @@ def choose_resume(cfg: DictConfig, task: Task, output_dir: Path) -> Path | None:
 
 def build_datamodule(cfg: DictConfig, task: Task, output_dir: Path) -> ArtworkDataModule:
     """The task's data: the run's split (drawn once, in `split.csv`) and its loaders."""
+    data = to_plain(cfg.data)
+    split = SplitSettings(
+        test_fraction=data["test_fraction"],
+        val_fraction=data["val_fraction"],
+        seed=data["seed"],
+        tasks=tuple(configured_tasks(cfg)),
+    )
+    loader = LoaderSettings(
+        batch_size=data["batch_size"],
+        num_workers=data["num_workers"],
+        cache=data["cache"],
+        cache_dir=Path(data["cache_dir"]),
+        seed=data["seed"],
+    )
     return ArtworkDataModule(
         task=task,
         preprocessing=preprocessing_for(cfg.model.name, cfg.model.image_size, cfg.model.weights),
         split_file=output_dir / SPLIT_FILE,
-        collection_tasks=configured_tasks(cfg),
+        collection=CollectionSettings.from_config(data),
+        split=split,
+        loader=loader,
         test_each_epoch=bool(cfg.get("report_test_selected", False)),
-        **to_plain(cfg.data),
     )
 
 

@@ -1,0 +1,62 @@
+"""The pipeline's parts that need no trained model: inputs, sweep specs, tallies, thresholds."""
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+from significance.pipeline.end_to_end import field_metrics, tally, threshold_table
+from significance.pipeline.loading import PipelineSpec, spec_from_sweep
+from significance.pipeline.predict import list_inputs
+
+
+def test_threshold_table_counts_the_answers_left_and_their_accuracy():
+    decisions = [(0.99, True), (0.85, True), (0.75, False), (0.4, False)]
+    rows = {row["threshold"]: row for row in threshold_table(decisions)}
+    assert (rows[0.0]["answered"], rows[0.0]["acc"]) == (4, 0.5)
+    assert (rows[0.8]["answered"], rows[0.8]["coverage"], rows[0.8]["acc"]) == (2, 0.5, 1.0)
+    assert (rows[0.99]["answered"], rows[0.99]["acc"]) == (1, 1.0)
+    assert threshold_table([])[0] == {
+        "threshold": 0.0,
+        "answered": 0,
+        "coverage": None,
+        "acc": None,
+    }
+
+
+def test_error_sources_of_a_field_add_up():
+    count = Counter()
+    for field_right, routed_right in [(True, True), (False, True), (True, False), (False, False)]:
+        tally(count, field_right, routed_right)
+    values = field_metrics(count)
+    assert values["acc_true_type"] == 0.5 and values["acc_end_to_end"] == 0.25
+    assert (values["errors_wrong_type"], values["errors_field_model"]) == (2, 1)
+    assert values["errors_wrong_type_field_model_right"] == 1
+
+
+def test_from_sweep_takes_each_tasks_best_ok_checkpoint(tmp_path):
+    rows = [
+        ("artefact", "ok", "0.5", "a0.ckpt"),
+        ("artefact", "ok", "0.7", "a1.ckpt"),
+        ("artefact", "failed", "0.9", "a2.ckpt"),
+        ("coins/material", "ok", "0.6", "c.ckpt"),
+    ]
+    with (tmp_path / "summary.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["task", "status", "best_val_acc", "checkpoint"])
+        writer.writerows(rows)
+    spec = spec_from_sweep(tmp_path)
+    assert spec == PipelineSpec(stage1="a1.ckpt", stage2={"coins": {"material": "c.ckpt"}})
+
+
+def test_inputs_from_folder_recursive_and_from_csv(tmp_path):
+    for name in ("b/2.jpg", "a.png", ".hidden/x.jpg", "b/notes.txt", "b/1.JPG"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).touch()
+    assert [
+        Path(p).relative_to(tmp_path / "in").as_posix() for p in list_inputs(tmp_path / "in")
+    ] == ["a.png", "b/1.JPG", "b/2.jpg"]
+    (tmp_path / "in" / "list.csv").write_text("id,path\n1,b/2.jpg\n2,a.png\n")
+    assert list_inputs(tmp_path / "in" / "list.csv") == [
+        str(tmp_path / "in" / "b/2.jpg"),
+        str(tmp_path / "in" / "a.png"),
+    ]
