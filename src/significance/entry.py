@@ -35,6 +35,8 @@ RENAMED_SETTINGS: dict[str, dict[str, str]] = {
     "evaluate": {"cache_file": "facts_file", "device": "accelerator"},
     "predict": {"device": "accelerator"},
 }
+# Lightning's informational messages, its product tips among them, go through this logger.
+LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
 # Command-line flags that read as a setting (`--strict` is `strict=true`).
 FLAGS: dict[str, dict[str, str]] = {"audit": {"--strict": "strict=true"}}
 
@@ -56,6 +58,7 @@ def hydra_entry_point(config_name: str) -> Callable[[EntryFunction], Callable[[]
             # Relative paths of the configs are the project's, wherever the command is typed.
             os.environ.setdefault("SIGNIFICANCE_ROOT", str(root))
             register_resolvers()
+            hide_lightning_tips()
             sys.argv = [sys.argv[0], *updated_arguments(config_name, sys.argv[1:])]
             run_entry_point(composed)
 
@@ -81,6 +84,21 @@ def updated_arguments(config_name: str, arguments: Sequence[str]) -> list[str]:
             argument = f"{prefix}{renamed[key]}{equals}{value}"
         updated.append(argument)
     return updated
+
+
+class _WithoutTips(logging.Filter):
+    """Drops Lightning's suggestions of other products ("💡 Tip: ... try installing ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+def hide_lightning_tips() -> None:
+    """Keep Lightning's product tips (litlogger, litmodels) out of this process's log."""
+    # Lightning's informational messages all go through this logger; the others stay.
+    logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if not any(isinstance(existing, _WithoutTips) for existing in logger.filters):
+        logger.addFilter(_WithoutTips())
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -20,8 +20,6 @@ from significance.training.metrics_log import ResumableCSVLogger
 log = logging.getLogger(__name__)
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
-# The logger of Lightning's rank-zero messages (GPU available, the fit stopped, tips).
-LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
 
 
 def has_wandb_credentials() -> bool:
@@ -104,21 +102,6 @@ def make_loggers(
         )
     loggers.append(wandb_logger)
     return loggers
-
-
-class _WithoutTips(logging.Filter):
-    """Drops Lightning's suggestions of other products ("💡 Tip: ... try installing ...")."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("💡 Tip")
-
-
-def hide_lightning_tips() -> None:
-    """Keep Lightning's product tips (litlogger, litmodels) out of this process's log."""
-    # Lightning's informational messages all go through this logger; the others stay.
-    logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
-    if not any(isinstance(existing, _WithoutTips) for existing in logger.filters):
-        logger.addFilter(_WithoutTips())
 
 
 def finish_wandb(exit_code: int = 0) -> None:

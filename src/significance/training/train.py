@@ -40,7 +40,7 @@ from significance.training.checkpoints import (
 )
 from significance.training.metrics_log import ContinueMetricsLog
 from significance.training.preflight import check_environment, validate_training_config
-from significance.training.tracking import finish_wandb, hide_lightning_tips, make_loggers
+from significance.training.tracking import finish_wandb, make_loggers
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     started = time.time()
     keep_freed_memory()
-    hide_lightning_tips()
     output_dir = Path(cfg.paths.output_dir)
     task = Task.from_config(cfg.task)
     check_settings(cfg, output_dir)
