@@ -145,3 +145,4 @@ def test_a_training_job_logs_no_deprecated_setting_nor_tip(tmp_path: Path, demo_
     assert "anonymous" not in log  # wandb: "The anonymous setting has no effect ..."
     assert "Tip:" not in log  # Lightning: "💡 Tip: For seamless cloud logging ..."
     assert "logging interval" not in log  # Lightning: epochs shorter than log_every_n_steps
+    assert "sizes do not match" not in log  # wandb: a panel of misclassified images

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import Logger, WandbLogger
+from PIL import ImageOps
 
 from significance.data.images import load_image
 from significance.errors import UnreadableImageError
@@ -29,7 +30,7 @@ from significance.run_files import METRICS_LOG
 log = logging.getLogger(__name__)
 
 CURVES_FILE = "curves.png"
-THUMBNAIL_SIZE = 256  # longest side of a misclassified image in wandb
+THUMBNAIL_SIZE = 256  # a misclassified image in wandb: fitted into a square of this side
 
 
 def report_training_run(loggers: Sequence[Logger], output_dir: Path, test_dir: Path) -> None:
@@ -87,7 +88,8 @@ def mistake_images(mistakes: Sequence[dict[str, str]], root: Path) -> list[Any]:
         except UnreadableImageError as error:  # moved or deleted since the test
             log.warning("Misclassified image not shown in wandb: %s", error)
             continue
-        image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        # One size for all: wandb warns about a panel of images of different sizes.
+        image = ImageOps.pad(image, (THUMBNAIL_SIZE, THUMBNAIL_SIZE), color=(255, 255, 255))
         caption = (
             f"true {true} ({float(row[f'p_{true}']):.2f}), "
             f"predicted {predicted} ({float(row[f'p_{predicted}']):.2f}): {row['path']}"
