@@ -4,7 +4,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, run_script, run_sweep
+from conftest import CONF_DIR, FAST, TASK_IDS, Sweep, assert_ok, run_script, run_sweep
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -74,19 +74,9 @@ def test_all_tasks_experiment_sweeps_every_task_file(compose_train):
     assert tasks.split(",") == TASK_IDS
 
 
-def test_the_all_tasks_sweep_runs_every_task(tmp_path: Path, demo_dir: Path):
+def test_the_all_tasks_sweep_runs_every_task(all_tasks_sweep: Sweep):
     # The sweeper resolves ${all_tasks:} before any job runs, when no HydraConfig is set yet.
-    sweep_dir = tmp_path / "sweep"
-    process = run_sweep(
-        sweep_dir,
-        demo_dir,
-        "experiment=all_tasks",
-        "trainer=default",
-        "trainer.max_epochs=1",
-        "hydra.launcher.max_parallel=2",
-    )
-    assert_ok(process)
-    rows = read_summary(sweep_dir)
+    rows = all_tasks_sweep.rows()
     assert [row["task"] for row in rows] == TASK_IDS
     assert {row["status"] for row in rows} == {"ok"}
 
