@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -183,13 +184,15 @@ def test_a_run_logging_to_csv_needs_no_wandb_installed(tmp_path, demo_dir):
     fake = tmp_path / "site" / "wandb"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('wandb is not installed here')\n")
+    inherited = os.environ.get("PYTHONPATH")
     process = run_script(
         "train.py",
         "task=icons/location",
         *FAST,
         f"data.demo_dir={demo_dir}",
         f"hydra.run.dir={tmp_path / 'run'}",
-        env={"PYTHONPATH": str(fake.parent)},
+        # Before the inherited path, which may name this checkout's sources.
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(fake.parent), inherited]))},
     )
     assert_ok(process)
     assert (tmp_path / "run" / "result.json").is_file()
