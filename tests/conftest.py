@@ -121,8 +121,8 @@ def run_sweep(
     return run_script(
         "train.py",
         "-m",
-        *overrides,
         *fast,
+        *overrides,  # after FAST: of two values of one key, Hydra keeps the last
         f"data.demo_dir={demo_dir}",
         f"hydra.sweep.dir={sweep_dir}",
         timeout=timeout,
