@@ -1,14 +1,22 @@
-"""Shared fixtures: the real configs composed and shrunk, a demo collection, script runners."""
+"""Shared fixtures: the real configs composed and shrunk, a demo collection, script runners.
+
+What takes a training run is trained once per session (`all_tasks_sweep`) and read by many
+small tests; a test trains on its own only when training is what it checks.
+"""
 
 from __future__ import annotations
 
+import csv
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -54,21 +62,28 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_demo_collection(tmp_path_factory.mktemp("collections") / "demo")
 
 
+def compose_config(
+    output_dir: Path, demo_dir: Path, *overrides: str, fast: bool = True
+) -> DictConfig:
+    """Compose `conf/train.yaml` as `train.py` would, with its output in `output_dir`."""
+    GlobalHydra.instance().clear()
+    cache = f"data.facts_file={demo_dir.parent / 'image_facts.sqlite'}"
+    shrink = [*FAST, f"data.demo_dir={demo_dir}", cache] if fast else []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[*shrink, *overrides], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
 @pytest.fixture
 def compose_train(tmp_path: Path, demo_dir: Path) -> Iterator:
-    """Compose `conf/train.yaml` as `train.py` would, with its output in `tmp_path`."""
+    """Compose `conf/train.yaml` as `train.py` would, with its output in `tmp_path / "run"`."""
 
     def _compose(*overrides: str, fast: bool = True) -> DictConfig:
-        GlobalHydra.instance().clear()
-        cache = f"data.facts_file={demo_dir.parent / 'image_facts.sqlite'}"
-        shrink = [*FAST, f"data.demo_dir={demo_dir}", cache] if fast else []
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[*shrink, *overrides], return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-            cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
-        return cfg
+        return compose_config(tmp_path / "run", demo_dir, *overrides, fast=fast)
 
     yield _compose
     GlobalHydra.instance().clear()
@@ -106,8 +121,8 @@ def run_sweep(
     return run_script(
         "train.py",
         "-m",
-        *overrides,
         *fast,
+        *overrides,  # after FAST: of two values of one key, Hydra keeps the last
         f"data.demo_dir={demo_dir}",
         f"hydra.sweep.dir={sweep_dir}",
         timeout=timeout,
@@ -117,3 +132,47 @@ def run_sweep(
 def assert_ok(process: subprocess.CompletedProcess) -> None:
     """Fail with the tail of the process's output when it did not exit 0."""
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A finished sweep: its folder and what its command printed."""
+
+    path: Path
+    output: str
+
+    def rows(self) -> list[dict[str, str]]:
+        """The rows of its `summary.csv`, in job order."""
+        with (self.path / "summary.csv").open() as handle:
+            return list(csv.DictReader(handle))
+
+    def job_dir(self, task_id: str) -> Path:
+        """The folder of the job that trained `task_id`."""
+        return next(Path(row["job_dir"]) for row in self.rows() if row["task"] == task_id)
+
+
+@pytest.fixture(scope="session")
+def all_tasks_sweep(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Sweep:
+    """`experiment=all_tasks` shrunk by FAST, two jobs at a time: one trained run per task."""
+    path = tmp_path_factory.mktemp("all_tasks") / "sweep"
+    process = run_sweep(
+        path,
+        demo_dir,
+        "experiment=all_tasks",
+        "trainer=default",
+        "model.head=pretrained",  # tiny_vgg's own, not the study's new head
+        "hydra.launcher.max_parallel=2",
+        "hydra.launcher.cuda_devices=[0,1]",
+    )
+    assert_ok(process)
+    return Sweep(path, process.stdout + process.stderr)
+
+
+def moved_run(job_dir: Path, to: Path) -> dict[str, str]:
+    """A copy of a run folder whose best checkpoint names the copy's split, as a run result."""
+    shutil.copytree(job_dir, to)
+    checkpoint = to / "checkpoints" / "best.ckpt"
+    contents = torch.load(checkpoint, weights_only=True)
+    contents["hyper_parameters"]["split_file"] = str(to / "split.csv")
+    torch.save(contents, checkpoint)
+    return {"checkpoint": str(checkpoint)}

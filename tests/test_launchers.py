@@ -4,7 +4,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import FAST, assert_ok, run_script
+from conftest import FAST, TASK_IDS, Sweep, run_script
 
 from hydra_plugins.significance_launcher.subprocess_launcher import SubprocessLauncher, _Job
 from hydra_plugins.significance_launcher.sweep_record import SweepJob
@@ -27,22 +27,12 @@ def test_jobs_go_to_the_least_used_devices():
     assert SubprocessLauncher()._free_devices([]) is None
 
 
-def test_sweep_jobs_get_their_cuda_devices(tmp_path: Path, demo_dir: Path):
-    process = run_script(
-        "train.py",
-        "-m",
-        "task=coins/period,icons/location",
-        *FAST,
-        f"data.demo_dir={demo_dir}",
-        f"data.cache_dir={tmp_path}/cache",
-        f"hydra.sweep.dir={tmp_path}/sweep",
-        "hydra.launcher.max_parallel=2",
-        "hydra.launcher.cuda_devices=[0,1]",
-    )
-    assert_ok(process)
-    output = process.stdout + process.stderr
+def test_sweep_jobs_get_their_cuda_devices(all_tasks_sweep: Sweep):
+    # The session's sweep runs two jobs at a time on hydra.launcher.cuda_devices=[0,1].
+    output = all_tasks_sweep.output
     assert "#0 on CUDA_VISIBLE_DEVICES=0" in output and "#1 on CUDA_VISIBLE_DEVICES=1" in output
-    assert (tmp_path / "sweep" / "summary.csv").read_text().count(",ok,") == 2
+    summary = (all_tasks_sweep.path / "summary.csv").read_text()
+    assert summary.count(",ok,") == len(TASK_IDS)
 
 
 def test_slurm_launcher_takes_the_job_shape_from_the_trainer(compose_train):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, assert_ok, run_script
+from conftest import TASK_IDS, Sweep, assert_ok, run_script
 
 from significance.data.images import image_pixels, load_image
 from significance.data.split import read_split
@@ -26,24 +27,26 @@ FIELDS = ("coins/material", "icons/location")
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Path:
-    """A tiny-model sweep of stage 1 and two fields, as a user runs it."""
-    sweep = tmp_path_factory.mktemp("pipeline") / "sweep"
-    process = run_script(
-        "train.py",
-        "-m",
-        f"task=artefact,{','.join(FIELDS)}",
-        *FAST,
-        f"data.demo_dir={demo_dir}",
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert_ok(process)
-    return sweep
+def sweep_dir(all_tasks_sweep: Sweep) -> Path:
+    """The session's tiny-model sweep of stage 1 and every field, as a user runs it."""
+    return all_tasks_sweep.path
 
 
 @pytest.fixture(scope="module")
 def spec(sweep_dir: Path) -> PipelineSpec:
-    return spec_from_sweep(sweep_dir)
+    """Stage 1 and the two fields of FIELDS, from the sweep."""
+    every = spec_from_sweep(sweep_dir)
+    fields = [task.split("/") for task in FIELDS]
+    return PipelineSpec(every.stage1, {kind: {f: every.stage2[kind][f]} for kind, f in fields})
+
+
+def trained_images(sweep: Sweep, tasks: Iterable[str]) -> set[str]:
+    """The paths the sweep's models of `tasks` trained or validated on."""
+    trained = set()
+    for task in tasks:
+        split = read_split(sweep.job_dir(task) / "split.csv")
+        trained |= {s.path for name in ("train", "val") for s in split[name]}
+    return trained
 
 
 def demo_images(demo_dir: Path) -> dict[str, list[Path]]:
@@ -186,7 +189,9 @@ def test_each_model_gets_its_own_preprocessing(spec, demo_dir, tmp_path):
     assert torch.allclose(inputs["coins/material"][0], expected)
 
 
-def test_end_to_end_evaluation_on_images_no_model_trained_on(sweep_dir, spec, demo_dir, tmp_path):
+def test_end_to_end_evaluation_on_images_no_model_trained_on(
+    all_tasks_sweep, sweep_dir, demo_dir, tmp_path
+):
     process = run_script(
         "evaluate.py",
         f"pipeline.from_sweep={sweep_dir}",
@@ -199,10 +204,7 @@ def test_end_to_end_evaluation_on_images_no_model_trained_on(sweep_dir, spec, de
     assert_ok(process)
     metrics = json.loads((tmp_path / "pipeline_metrics.json").read_text())
     assert "| coins/material |" in (tmp_path / "pipeline_report.md").read_text()
-    trained = set()
-    for job in sweep_dir.glob("*_seed0"):
-        split = read_split(job / "split.csv")
-        trained |= {s.path for name in ("train", "val") for s in split[name]}
+    trained = trained_images(all_tasks_sweep, TASK_IDS)  # evaluate.py takes every task
     with (demo_dir / "annotations.csv").open() as handle:
         labelled = {row["path"] for row in csv.DictReader(handle)}
     assert metrics["images"] == len(labelled - trained)
@@ -228,7 +230,7 @@ def test_end_to_end_evaluation_on_images_no_model_trained_on(sweep_dir, spec, de
 
 
 def test_end_to_end_evaluation_of_a_copy_leaves_out_the_same_images(
-    sweep_dir, spec, demo_dir, tmp_path
+    all_tasks_sweep, spec, demo_dir, tmp_path
 ):
     # Matched by content: a copy of the training collection elsewhere excludes as much.
     copy = tmp_path / "copy"
@@ -236,10 +238,7 @@ def test_end_to_end_evaluation_of_a_copy_leaves_out_the_same_images(
     metrics = evaluate_pipeline(
         spec, tmp_path / "out", data={"root": str(copy)}, num_workers=0, accelerator="cpu"
     )
-    trained = set()
-    for job in sweep_dir.glob("*_seed0"):
-        split = read_split(job / "split.csv")
-        trained |= {s.path for name in ("train", "val") for s in split[name]}
+    trained = trained_images(all_tasks_sweep, ("artefact", *FIELDS))  # the tasks of spec
     with (copy / "annotations.csv").open() as handle:
         labelled = {row["path"] for row in csv.DictReader(handle)}
     assert metrics["excluded_trained_on"] == len(labelled & trained) > 0
@@ -273,7 +272,7 @@ def test_predict_script_with_explanations(sweep_dir, demo_dir, tmp_path):
         maps = tmp_path / "out" / "explanations" / f"{index:06d}-{Path(row['path']).name}"
         expected = {"artefact.png"} | {
             f"{task.replace('/', '-')}.png"
-            for task in FIELDS
+            for task in TASK_IDS  # the sweep trained every field
             if task.startswith(row["artwork_type"] + "/")
         }
         assert {p.name for p in maps.iterdir()} == expected

@@ -379,8 +379,10 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def start_long_and_short_job(sweep_dir: Path, demo_dir: Path, *overrides: str) -> subprocess.Popen:
-    """A sweep of two jobs: job 0 runs until it is killed, job 1 is short."""
+def start_long_and_short_job(
+    sweep_dir: Path, demo_dir: Path, *overrides: str, epochs: str = "100000,1"
+) -> subprocess.Popen:
+    """A sweep of icons/location jobs, one per entry of `epochs`: 100000 runs until killed."""
     fast = [o for o in FAST if not o.startswith("trainer.max_epochs")]
     return subprocess.Popen(
         [
@@ -390,7 +392,7 @@ def start_long_and_short_job(sweep_dir: Path, demo_dir: Path, *overrides: str) -
             "task=icons/location",
             *fast,
             *overrides,
-            "trainer.max_epochs=100000,1",
+            f"trainer.max_epochs={epochs}",
             f"data.demo_dir={demo_dir}",
             f"hydra.sweep.dir={sweep_dir}",
         ],
@@ -402,33 +404,40 @@ def start_long_and_short_job(sweep_dir: Path, demo_dir: Path, *overrides: str) -
     )
 
 
-@pytest.mark.parametrize("rank", [0, 1])
+def kill_a_rank(sweep: subprocess.Popen, sweep_dir: Path, job: int, rank: int) -> Path:
+    """SIGKILL one rank of DDP job `job` once it trains; its job is recorded within a minute."""
+    job_dir = sweep_dir / f"{job}_icons-location_seed0"
+    metrics = job_dir / "logs" / "metrics.csv"
+    wait_for(lambda: metrics.is_file(), timeout=300, process=sweep)
+    # The job's two ranks: its command line names the job's folder (quoted or not).
+    ranks = {pid: line for pid, line in processes_with(str(job_dir)) if "train.py" in line}
+    victim = [p for p, line in ranks.items() if ("train_ddp_process_1" in line) == (rank == 1)]
+    assert len(ranks) == 2 and len(victim) == 1, ranks
+    os.kill(victim[0], signal.SIGKILL)
+    killed = time.time()
+    summary = sweep_dir / "summary.csv"
+    wait_for(lambda: summary.is_file() and len(read_csv(summary)) > job, 120, process=sweep)
+    assert time.time() - killed < 60
+    return job_dir
+
+
 def test_a_ddp_job_whose_rank_dies_fails_within_a_minute_and_the_sweep_goes_on(
-    tmp_path: Path, demo_dir: Path, rank: int
+    tmp_path: Path, demo_dir: Path
 ):
+    # Job 0 loses rank 0, job 1 loses rank 1, job 2 is short: one sweep for both ranks.
     sweep_dir = tmp_path / "sweep"
-    sweep = start_long_and_short_job(sweep_dir, demo_dir, "trainer=ddp")
+    sweep = start_long_and_short_job(sweep_dir, demo_dir, "trainer=ddp", epochs="100000,100000,1")
     try:
-        job_dir = sweep_dir / "0_icons-location_seed0"
-        metrics = job_dir / "logs" / "metrics.csv"
-        wait_for(lambda: metrics.is_file(), timeout=300, process=sweep)
-        # The job's two ranks: its command line names the job's folder (quoted or not).
-        ranks = {pid: line for pid, line in processes_with(str(job_dir)) if "train.py" in line}
-        victim = [p for p, line in ranks.items() if ("train_ddp_process_1" in line) == (rank == 1)]
-        assert len(ranks) == 2 and len(victim) == 1, ranks
-        os.kill(victim[0], signal.SIGKILL)
-        killed = time.time()
-        summary = sweep_dir / "summary.csv"
-        wait_for(lambda: summary.is_file(), timeout=120, process=sweep)
-        assert time.time() - killed < 60
+        job_dirs = [kill_a_rank(sweep, sweep_dir, job, rank=job) for job in (0, 1)]
         _, stderr = sweep.communicate(timeout=300)
     finally:
         sweep.kill()
     assert sweep.returncode == 1
     rows = read_csv(sweep_dir / "summary.csv")
-    assert [r["status"] for r in rows] == ["failed", "ok"]
-    assert rows[0]["exit_code"] not in ("", "0")
-    assert not [pid for pid, line in processes_with(str(job_dir)) if "train.py" in line]
+    assert [r["status"] for r in rows] == ["failed", "failed", "ok"]
+    assert all(row["exit_code"] not in ("", "0") for row in rows[:2])
+    for job_dir in job_dirs:
+        assert not [pid for pid, line in processes_with(str(job_dir)) if "train.py" in line]
     assert stderr.strip().splitlines()[-1].startswith("error: sweep job #0")
 
 

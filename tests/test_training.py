@@ -2,13 +2,15 @@
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, run_script
+from conftest import CONF_DIR, FAST, TASK_IDS, assert_ok, compose_config, moved_run, run_script
 from crafted_images import CRAFTED, make_crafted
+from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from significance.checkpoint_evaluation import evaluate_checkpoint
@@ -25,23 +27,32 @@ from significance.training.train import train
 TASKS = list(discover_tasks(CONF_DIR).values())
 
 
+@pytest.fixture(scope="module")
+def three_epochs(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> tuple[dict, Path]:
+    """icons/location trained in-process for 3 epochs, the test split scored after each."""
+    run_dir = tmp_path_factory.mktemp("three_epochs") / "run"
+    overrides = ["task=icons/location", "trainer.max_epochs=3", "report_test_selected=true"]
+    result = train(compose_config(run_dir, demo_dir, *overrides))
+    GlobalHydra.instance().clear()
+    return result, run_dir
+
+
 @pytest.mark.parametrize("task_id", TASK_IDS)
-def test_every_task_trains_checkpoints_and_evaluates(task_id: str, compose_train, tmp_path: Path):
-    cfg = compose_train(f"task={task_id}", "trainer.max_epochs=1")
-    result = train(cfg)
+def test_every_task_trains_checkpoints_and_evaluates(task_id: str, all_tasks_sweep):
+    run_dir = all_tasks_sweep.job_dir(task_id)
+    result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "ok" and result["task"] == task_id
     checkpoint = Path(result["checkpoint"])
     assert checkpoint.name == "best.ckpt"
-    metrics = json.loads((tmp_path / "run" / "test" / "metrics.json").read_text())
+    metrics = json.loads((run_dir / "test" / "metrics.json").read_text())
     assert 0.0 <= metrics["test/acc"] <= 1.0
-    test_split = read_split(tmp_path / "run" / "split.csv")["test"]
-    classes = cfg.task.classes
+    test_split = read_split(run_dir / "split.csv")["test"]
+    classes = next(task.classes for task in TASKS if task.id == task_id)
     assert sum(metrics[f"test/support/{name}"] for name in classes) == len(test_split)
 
 
-def test_checkpoint_is_self_describing_and_loads_with_weights_only(compose_train):
-    cfg = compose_train("task=frescoes/location")
-    result = train(cfg)
+def test_checkpoint_is_self_describing_and_loads_with_weights_only(all_tasks_sweep):
+    result = json.loads((all_tasks_sweep.job_dir("frescoes/location") / "result.json").read_text())
     checkpoint = torch.load(result["checkpoint"], map_location="cpu", weights_only=True)
     hyper = checkpoint["hyper_parameters"]
     assert hyper["task"]["classes"] == ["cyprus", "italy", "other"]
@@ -59,29 +70,27 @@ def test_the_papers_recipe_is_the_studys_vgg16_with_a_new_head(compose_train):
     assert cfg.data.batch_size == 32 and cfg.trainer.precision == "32-true"
 
 
-def test_best_checkpoint_is_chosen_on_validation_not_test(compose_train, tmp_path: Path):
-    cfg = compose_train("task=icons/location", "trainer.max_epochs=3")
-    result = train(cfg)
-    history = (tmp_path / "run" / "logs" / "metrics.csv").read_text()
+def test_best_checkpoint_is_chosen_on_validation_not_test(three_epochs):
+    result, run_dir = three_epochs
+    history = (run_dir / "logs" / "metrics.csv").read_text()
     assert "val/acc" in history
-    best_val = max(float(v) for v in _column(tmp_path / "run" / "logs" / "metrics.csv", "val/acc"))
+    best_val = max(float(v) for v in _column(run_dir / "logs" / "metrics.csv", "val/acc"))
     assert result["best_val_acc"] == pytest.approx(best_val)
     chosen = torch.load(result["checkpoint"], map_location="cpu", weights_only=True)["epoch"]
     assert result["best_epoch"] == chosen and 0 <= chosen < 3
 
 
 def _column(path: Path, name: str) -> list[str]:
-    import csv
-
     with path.open() as handle:
         return [row[name] for row in csv.DictReader(handle) if row.get(name)]
 
 
 def test_evaluate_on_a_collection_leaves_out_what_the_model_saw_by_content(
-    compose_train, tmp_path, demo_dir, monkeypatch
+    all_tasks_sweep, tmp_path, demo_dir, monkeypatch
 ):
-    result = train(compose_train("task=coins/material"))
-    split = read_split(tmp_path / "run" / "split.csv")
+    run_dir = all_tasks_sweep.job_dir("coins/material")
+    result = json.loads((run_dir / "result.json").read_text())
+    split = read_split(run_dir / "split.csv")
     # A copy of the training collection elsewhere: its paths match nothing, its contents do.
     copy = tmp_path / "copy"
     shutil.copytree(demo_dir, copy)
@@ -112,8 +121,8 @@ def test_evaluate_on_a_collection_leaves_out_what_the_model_saw_by_content(
     assert again["test/acc"] == metrics["test/acc"]
 
 
-def test_evaluate_without_the_recorded_split_refuses_unless_told(compose_train, tmp_path):
-    result = train(compose_train("task=icons/location"))
+def test_evaluate_without_the_recorded_split_refuses_unless_told(all_tasks_sweep, tmp_path):
+    result = moved_run(all_tasks_sweep.job_dir("icons/location"), tmp_path / "run")
     (tmp_path / "run" / "split.csv").unlink()
     root = load_classifier(result["checkpoint"]).hparams["data"]["root"]
     with pytest.raises(CheckpointError, match="exclude_seen=false"):
@@ -124,9 +133,9 @@ def test_evaluate_without_the_recorded_split_refuses_unless_told(compose_train, 
     assert metrics["excluded_seen"] == 0
 
 
-def test_a_split_file_without_hashes_still_reads_and_excludes(compose_train, tmp_path):
+def test_a_split_file_without_hashes_still_reads_and_excludes(all_tasks_sweep, tmp_path):
     # Format 1 (before the SHA-256 column): the training collection's files are hashed.
-    result = train(compose_train("task=icons/location"))
+    result = moved_run(all_tasks_sweep.job_dir("icons/location"), tmp_path / "run")
     split_file = tmp_path / "run" / "split.csv"
     parts = read_split(split_file)
     lines = split_file.read_text().splitlines()
@@ -148,16 +157,11 @@ def test_a_truncated_or_foreign_checkpoint_gets_a_message(tmp_path: Path):
         load_classifier(tmp_path / "foreign.ckpt")
 
 
-def test_train_then_evaluate_through_the_entry_scripts_gives_equal_metrics(tmp_path, demo_dir):
-    run_dir = tmp_path / "run"
-    trained = run_script(
-        "train.py",
-        "task=manuscripts/description",
-        *FAST,
-        f"data.demo_dir={demo_dir}",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert_ok(trained)
+def test_train_then_evaluate_through_the_entry_scripts_gives_equal_metrics(
+    all_tasks_sweep, tmp_path
+):
+    # train.py's run: the session sweep's job, trained by the entry script.
+    run_dir = all_tasks_sweep.job_dir("manuscripts/description")
     result = json.loads((run_dir / "result.json").read_text())
     evaluation_dir = tmp_path / "evaluation"
     evaluated = run_script(
@@ -181,13 +185,15 @@ def test_a_run_logging_to_csv_needs_no_wandb_installed(tmp_path, demo_dir):
     fake = tmp_path / "site" / "wandb"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('wandb is not installed here')\n")
+    inherited = os.environ.get("PYTHONPATH")
     process = run_script(
         "train.py",
         "task=icons/location",
         *FAST,
         f"data.demo_dir={demo_dir}",
         f"hydra.run.dir={tmp_path / 'run'}",
-        env={"PYTHONPATH": str(fake.parent)},
+        # Before the inherited path, which may name this checkout's sources.
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(fake.parent), inherited]))},
     )
     assert_ok(process)
     assert (tmp_path / "run" / "result.json").is_file()
@@ -275,13 +281,11 @@ def test_a_fresh_start_in_a_used_folder_draws_its_own_split(compose_train, tmp_p
     assert hyper["hyper_parameters"]["seed"] == 1
 
 
-def test_the_studys_test_selected_figure_is_reported_beside_ours(compose_train, tmp_path):
-    result = train(
-        compose_train("task=icons/location", "trainer.max_epochs=3", "report_test_selected=true")
-    )
+def test_the_studys_test_selected_figure_is_reported_beside_ours(three_epochs):
+    result, run_dir = three_epochs
     by_epoch = {
         int(row["epoch"]): float(row["test_each_epoch/acc"])
-        for row in csv.DictReader((tmp_path / "run" / "logs" / "metrics.csv").open())
+        for row in csv.DictReader((run_dir / "logs" / "metrics.csv").open())
         if row.get("test_each_epoch/acc")
     }
     assert sorted(by_epoch) == [0, 1, 2]
@@ -289,5 +293,5 @@ def test_the_studys_test_selected_figure_is_reported_beside_ours(compose_train, 
     assert by_epoch[result["test_selected_epoch"]] == result["test_selected_acc"]
     # Never used to choose: ours is still the validation-chosen epoch, scored as at that epoch.
     assert result["test_acc"] == pytest.approx(by_epoch[result["best_epoch"]])
-    best_val = max(float(v) for v in _column(tmp_path / "run" / "logs" / "metrics.csv", "val/acc"))
+    best_val = max(float(v) for v in _column(run_dir / "logs" / "metrics.csv", "val/acc"))
     assert result["best_val_acc"] == pytest.approx(best_val)
