@@ -28,6 +28,7 @@ from significance.data.split import (
     test_overlap,
     write_split,
 )
+from significance.files import atomic_write
 from significance.run_files import SKIPPED_FILE
 from significance.tasks import Task
 
@@ -179,7 +180,7 @@ def log_split(
 
 def write_skipped(path: Path, skipped: list[SkippedFile]) -> None:
     """Write `skipped.csv`: the files left out of the task and why (header only if none)."""
-    with path.open("w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
         writer.writerows((item.path, item.reason) for item in skipped)
