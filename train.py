@@ -7,7 +7,10 @@ from significance.entry import hydra_entry_point
 
 @hydra_entry_point("train")
 def main(cfg: DictConfig) -> None:
-    from significance.training.train import train  # torch and Lightning: once the config is valid
+    from significance.training.preflight import check_values
+
+    check_values(cfg)  # a bad value is answered before torch and Lightning load
+    from significance.training.train import train
 
     train(cfg)
 

@@ -37,6 +37,7 @@ def _probe(*arguments: str) -> subprocess.CompletedProcess:
     [
         ("train.py", "task=coins/materal"),
         ("train.py", "data.batchsize=3"),
+        ("train.py", "optimizer.lr=0"),  # a value preflight refuses before torch loads
         ("train.py", "--help"),
         ("evaluate.py", "--help"),
         ("predict.py", "--help"),

@@ -1,4 +1,4 @@
-"""The machine at hand: its cores, DataLoader workers, native bf16, glibc's memory settings."""
+"""The machine at hand: cores, workers, batch shares, native bf16, glibc's memory settings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 import os
 from functools import cache
 from pathlib import Path
+
+from significance.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,15 @@ def resolve_num_workers(num_workers: int | str, processes: int, cached: bool = F
     if cached:
         return 0 if spare < 2 else 2
     return max(0, min(8, spare))
+
+
+def check_global_batch(batch_size: int, world_size: int) -> None:
+    """Refuse a global batch that the processes cannot share evenly."""
+    if batch_size % world_size:
+        raise ConfigurationError(
+            f"data.batch_size={batch_size} is the global batch and must divide "
+            f"evenly over trainer.devices x num_nodes = {world_size}"
+        )
 
 
 @cache

@@ -21,8 +21,8 @@ from significance.data.run_split import CollectionSettings, SplitSettings, make_
 from significance.data.scan import current_hashes
 from significance.data.split import read_split
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
-from significance.errors import ConfigurationError, UnreadableImageError
-from significance.hardware import resolve_num_workers
+from significance.errors import UnreadableImageError
+from significance.hardware import check_global_batch, resolve_num_workers
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -253,12 +253,3 @@ def epoch_seed(seed: int, epoch: int, rank: int, stream: str = "augment") -> int
     """The seed of one random stream (`augment`, `dropout`) in one epoch on one rank."""
     digest = hashlib.sha256(f"{seed}|{epoch}|{rank}|{stream}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def check_global_batch(batch_size: int, world_size: int) -> None:
-    """Refuse a global batch that the processes cannot share evenly."""
-    if batch_size % world_size:
-        raise ConfigurationError(
-            f"data.batch_size={batch_size} is the global batch and must divide "
-            f"evenly over trainer.devices x num_nodes = {world_size}"
-        )

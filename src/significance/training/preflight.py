@@ -1,4 +1,8 @@
-"""Refusing training settings that cannot work, before any data is read or model is built."""
+"""Refusing training settings that cannot work, before any data is read or model is built.
+
+`check_values` needs neither torch nor Lightning: `train.py` runs it before it imports them,
+so a bad value is answered at once; `train()` checks the machine, then every setting.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
-from significance.data.datamodule import check_global_batch
 from significance.errors import ConfigurationError
-from significance.hardware import usable_cores
-from significance.models.build import TINY_MODEL
+from significance.hardware import check_global_batch, usable_cores
 
 # Five 2x poolings (VGG, ResNet, ConvNeXt): below 32 px the last feature map is empty.
-MIN_IMAGE_SIZE = {TINY_MODEL: 4}
 DEFAULT_MIN_IMAGE_SIZE = 32
 
 
@@ -30,8 +30,21 @@ def check_environment(cfg: DictConfig, output_dir: Path) -> None:
         raise ConfigurationError("; ".join(problems))
 
 
+def check_values(cfg: DictConfig) -> None:
+    """Refuse values that cannot work on any machine; loads neither torch nor Lightning."""
+    problems = _value_problems(cfg)
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
 def validate_training_config(cfg: DictConfig) -> None:
     """Refuse settings that cannot work, before any data is read or model built."""
+    problems = [*_value_problems(cfg), *_global_batch_problems(cfg)]
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
+def _value_problems(cfg: DictConfig) -> list[str]:
     problems = []
     if cfg.optimizer.lr <= 0:
         problems.append(f"optimizer.lr must be > 0, got {cfg.optimizer.lr}")
@@ -39,19 +52,24 @@ def validate_training_config(cfg: DictConfig) -> None:
         problems.append(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if not 0 < cfg.data.val_fraction < 1:
         problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
+    return problems
+
+
+def _global_batch_problems(cfg: DictConfig) -> list[str]:
     devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
     if isinstance(devices, int) and devices > 0 and isinstance(nodes, int) and nodes > 0:
         try:  # here, before the collection is scanned; the DataModule checks it again
             check_global_batch(cfg.data.batch_size, devices * nodes)
         except ConfigurationError as error:
-            problems.append(str(error))
-    if problems:
-        raise ConfigurationError("; ".join(problems))
+            return [str(error)]
+    return []
 
 
 def _device_problems(accelerator: str, devices: Any) -> list[str]:
     if not isinstance(devices, int) or devices < 1:
         return []  # "auto", -1 and device lists are Lightning's to check
+    import torch
+
     gpus = torch.cuda.device_count()
     if accelerator in ("gpu", "cuda") and gpus == 0:
         return [f"trainer.accelerator={accelerator} but this machine has no CUDA GPU"]
@@ -69,7 +87,9 @@ def _device_problems(accelerator: str, devices: Any) -> list[str]:
 
 
 def _image_size_problems(model_name: str, image_size: int | None) -> list[str]:
-    minimum = MIN_IMAGE_SIZE.get(model_name, DEFAULT_MIN_IMAGE_SIZE)
+    from significance.models.build import TINY_MODEL
+
+    minimum = {TINY_MODEL: 4}.get(model_name, DEFAULT_MIN_IMAGE_SIZE)
     if image_size is not None and image_size < minimum:
         return [f"model.image_size={image_size} is below the {minimum} px {model_name} accepts"]
     return []
