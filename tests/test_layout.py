@@ -65,9 +65,11 @@ def test_imports_only_point_down(path: Path):
         assert (here, there) not in SEPARATE, f"{here} imports {module}"
 
 
-def test_resolving_a_config_imports_neither_torch_nor_lightning():
+def test_resolving_a_config_or_writing_a_sweep_report_imports_neither_torch_nor_lightning():
+    # Every sweep launcher writes results.md; torch would add seconds to each sweep.
     code = (
         "import sys, significance.config, significance.entry, significance.tasks\n"
+        "import significance.reporting.sweep, hydra_plugins.significance_launcher.sweep_record\n"
         "print(sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules))"
     )
     output = subprocess.run(

@@ -15,6 +15,10 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 METRICS_LOG = Path("logs") / "metrics.csv"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
+# An evaluation's folder (`test/` of a run) beside its report.md.
+PER_CLASS_FILE = "per_class.csv"
+PREDICTIONS_FILE = "predictions.csv"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 
 # A sweep's folder: a row per job in summary.csv, the tables in results.md.
 SUMMARY_FILE = "summary.csv"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from significance.data.audit import CORRUPTING, AuditReport, expected_split_sizes
 from significance.data.split import minimum_class_size
-from significance.reporting.checkpoint_report import markdown_table, write_rows_csv
+from significance.reporting.tables import markdown_table, write_rows_csv
 
 AUDIT_FILE = "audit.md"
 AUDIT_CSV = "audit.csv"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import subprocess
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -19,12 +18,15 @@ from torchmetrics.functional.classification import (
 
 from significance.data.collection import Sample
 from significance.reporting.plots import write_confusion_matrix_png
-from significance.run_files import REPORT_FILE
+from significance.reporting.tables import format_cell, markdown_table, write_rows_csv
+from significance.run_files import (
+    CONFUSION_MATRIX_FILE,
+    PER_CLASS_FILE,
+    PREDICTIONS_FILE,
+    REPORT_FILE,
+)
 from significance.tasks import Task
 
-PER_CLASS_FILE = "per_class.csv"
-PREDICTIONS_FILE = "predictions.csv"
-CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 # The study's layout (Table 5): per class precision, recall, F1; overall rows add accuracy.
 PER_CLASS_COLUMNS = ("name", "precision", "recall", "f1", "accuracy", "support")
 AVERAGES = ("macro", "weighted")
@@ -74,13 +76,6 @@ def classification_table(
     return rows
 
 
-def format_cell(value: Any, digits: int = 4) -> str:
-    """A table cell: floats rounded, missing values blank."""
-    if value is None or value == "":
-        return ""
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def format_text_table(rows: Sequence[dict[str, Any]], title: str = "") -> str:
     """The per-class table as aligned text, for the terminal."""
     width = max(16, *(len(str(row["name"])) + 2 for row in rows))
@@ -92,28 +87,6 @@ def format_text_table(rows: Sequence[dict[str, Any]], title: str = "") -> str:
         cells = "".join(f"{format_cell(row[c]):>10}" for c in PER_CLASS_COLUMNS[1:])
         lines.append(f"{row['name']:<{width}}{cells}")
     return "\n".join(lines)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(format_cell(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def write_rows_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    """Write dict rows as CSV, `None` as an empty cell."""
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: "" if row[key] is None else row[key] for key in columns})
-
-
-def read_rows_csv(path: Path) -> list[dict[str, str]]:
-    """Read a CSV written by `write_rows_csv` back as rows of strings."""
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def prediction_rows(

@@ -17,15 +17,15 @@ from PIL import ImageOps
 
 from significance.data.images import load_image
 from significance.errors import UnreadableImageError
-from significance.reporting.checkpoint_report import (
+from significance.reporting.checkpoint_report import worst_mistakes
+from significance.reporting.plots import write_curves_png
+from significance.reporting.tables import read_rows_csv
+from significance.run_files import (
     CONFUSION_MATRIX_FILE,
+    METRICS_LOG,
     PER_CLASS_FILE,
     PREDICTIONS_FILE,
-    read_rows_csv,
-    worst_mistakes,
 )
-from significance.reporting.plots import write_curves_png
-from significance.run_files import METRICS_LOG
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from significance.errors import InputError
-from significance.reporting.checkpoint_report import (
-    PER_CLASS_FILE,
-    markdown_table,
-    read_rows_csv,
-    write_rows_csv,
-)
 from significance.reporting.study import STUDY_RESULTS, STUDY_SOURCE
-from significance.run_files import FINISHED_STATUSES, SUMMARY_FILE
+from significance.reporting.tables import markdown_table, read_rows_csv, write_rows_csv
+from significance.run_files import (
+    FINISHED_STATUSES,
+    PER_CLASS_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+)
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.md"
 RESULTS_CSV = "results.csv"
 RESULTS_COLUMNS = ("task", "configuration", "row", "figure", "mean", "std", "n", "seeds")
 # Beside the study's figures: our models see less data than the study's did.
