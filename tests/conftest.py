@@ -11,12 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -40,7 +41,41 @@ FAST = [
     "+trainer.enable_model_summary=false",
 ]
 
+# Each pytest-xdist worker may run a sweep of two training processes at once.
+MEMORY_PER_WORKER = 6 * 2**30
+
 register_resolvers()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per usable core, as many as the memory holds."""
+    from significance.hardware import usable_cores
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(usable_cores(), memory // MEMORY_PER_WORKER))
+
+
+def made_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
+) -> Path:
+    """A folder that `make` fills once per test run, shared by every pytest-xdist worker.
+
+    The workers take turns under a file lock (xdist's own recipe for session fixtures); when
+    `make` fails, the next worker that needs the folder tries again and fails the same way.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder above the workers'
+    folder, made = shared / name, shared / f"{name}.made"
+    with FileLock(shared / f"{name}.lock"):
+        if not made.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            made.touch()
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,8 +93,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded demo collection, generated once per test session."""
-    return ensure_demo_collection(tmp_path_factory.mktemp("collections") / "demo")
+    """The embedded demo collection, generated once per test run."""
+    folder = made_once(
+        tmp_path_factory, "collections", lambda f: ensure_demo_collection(f / "demo")
+    )
+    return folder / "demo"
 
 
 def compose_config(
@@ -151,12 +189,30 @@ class Sweep:
         return next(Path(row["job_dir"]) for row in self.rows() if row["task"] == task_id)
 
 
+def sweep_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    demo_dir: Path,
+    *overrides: str,
+    wandb: bool = False,
+) -> Sweep:
+    """`run_sweep` once per test run (`made_once`), its output kept beside the sweep folder."""
+
+    def make(folder: Path) -> None:
+        process = run_sweep(folder / "sweep", demo_dir, *overrides, wandb=wandb)
+        (folder / "output.txt").write_text(process.stdout + process.stderr)
+        assert_ok(process)
+
+    folder = made_once(tmp_path_factory, name, make)
+    return Sweep(folder / "sweep", (folder / "output.txt").read_text())
+
+
 @pytest.fixture(scope="session")
 def all_tasks_sweep(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Sweep:
     """`experiment=all_tasks` shrunk by FAST, two jobs at a time: one trained run per task."""
-    path = tmp_path_factory.mktemp("all_tasks") / "sweep"
-    process = run_sweep(
-        path,
+    return sweep_once(
+        tmp_path_factory,
+        "all_tasks",
         demo_dir,
         "experiment=all_tasks",
         "trainer=default",
@@ -164,8 +220,6 @@ def all_tasks_sweep(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) ->
         "hydra.launcher.max_parallel=2",
         "hydra.launcher.cuda_devices=[0,1]",
     )
-    assert_ok(process)
-    return Sweep(path, process.stdout + process.stderr)
 
 
 def moved_run(job_dir: Path, to: Path) -> dict[str, str]:

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR, TASK_IDS, Sweep, assert_ok, run_sweep
+from conftest import CONF_DIR, TASK_IDS, Sweep, run_sweep, sweep_once
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -27,17 +27,15 @@ def read_summary(sweep_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def ddp_sweep(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Sweep:
     """Two tasks, each a job on two DDP processes, wandb offline."""
-    sweep_dir = tmp_path_factory.mktemp("ddp") / "sweep"
-    process = run_sweep(
-        sweep_dir,
+    return sweep_once(
+        tmp_path_factory,
+        "ddp",
         demo_dir,
         "task=coins/period,icons/location",
         "trainer=ddp",
         f"data.val_fraction={VAL_FRACTION}",
         wandb=True,
     )
-    assert_ok(process)
-    return Sweep(sweep_dir, process.stdout + process.stderr)
 
 
 def test_a_ddp_sweep_records_each_jobs_figures_and_checkpoint(ddp_sweep: Sweep):
