@@ -29,7 +29,7 @@ from significance.hardware import keep_freed_memory, warn_if_bf16_emulated
 from significance.models.build import preprocessing_for
 from significance.models.module import ArtworkClassifier
 from significance.reporting.dashboard import report_training_run
-from significance.run_files import RESULT_FILE, SPLIT_FILE
+from significance.run_files import LAST_CHECKPOINT, RESULT_FILE, SPLIT_FILE
 from significance.tasks import Task
 from significance.training.checkpoints import (
     AtomicCheckpointIO,
@@ -40,6 +40,7 @@ from significance.training.checkpoints import (
 )
 from significance.training.metrics_log import ContinueMetricsLog
 from significance.training.preflight import check_environment, validate_training_config
+from significance.training.time_limit import CheckpointOnTimeLimit
 from significance.training.tracking import finish_wandb, make_loggers
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ def finishes_tracking(function: Callable[[DictConfig], dict[str, Any]]) -> Calla
         try:
             result = function(cfg)
         except BaseException:
-            finish_wandb(1)
+            try:  # wandb's service may be gone (a requeued SLURM job): the job's own error stands
+                finish_wandb(1)
+            except Exception:
+                log.warning("Could not finish the wandb run", exc_info=True)
             raise
         finish_wandb(0)
         return result
@@ -174,6 +178,7 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> L
     """Lightning's Trainer with the configured callbacks, atomic checkpoints and our samplers."""
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
     callbacks.append(ContinueMetricsLog())
+    callbacks.append(CheckpointOnTimeLimit(output_dir / LAST_CHECKPOINT))  # under SLURM only
     return L.Trainer(
         **to_plain(cfg.trainer),
         logger=loggers,
