@@ -15,10 +15,23 @@ from significance.tasks import Task, discover_tasks, slugify
 
 
 def register_resolvers() -> None:
-    """Register `${slug:...}`, `${all_tasks:}` and `${run_dir:...}`; safe to call more than once."""
+    """Register `${slug:...}`, `${all_tasks:}`, `${run_dir:...}` and `${gpus_per_node:...}`.
+
+    Safe to call more than once.
+    """
     OmegaConf.register_new_resolver("slug", slugify, replace=True)
     OmegaConf.register_new_resolver("all_tasks", all_tasks, replace=True)
     OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
+    OmegaConf.register_new_resolver("gpus_per_node", gpus_per_node, replace=True)
+
+
+def gpus_per_node(accelerator: str, devices: Any) -> Any:
+    """The GPUs a SLURM job asks for on each node: `trainer.devices`, or none on CPUs.
+
+    A CPU job that asked for GPUs would be refused by a cluster without them, or hold GPUs
+    it never uses on one with them.
+    """
+    return None if accelerator == "cpu" else devices
 
 
 def run_dir(resume: Any, default: str) -> str:

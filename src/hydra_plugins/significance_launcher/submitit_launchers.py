@@ -13,6 +13,8 @@ sweep's setup without a cluster.
 # No `from __future__ import annotations`: Hydra execs plugin modules outside sys.modules.
 
 import logging
+import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,16 +102,50 @@ class _SweepRecordMixin:
             try:
                 (record,) = super().launch([with_group(job.overrides, sweep_dir)], job.index)
                 completed[job.index] = record.status == JobStatus.COMPLETED
-            except Exception as error:  # submitit: the job died outside Python
-                job.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+                if not completed[job.index]:  # Hydra kept the job's exception
+                    job.error = submitit_failure(record._return_value)
+            except Exception as error:  # refused by sbatch, or it died outside Python
+                job.error = submitit_failure(error)
                 completed[job.index] = False
 
-    def __call__(self, *arguments: Any) -> JobReturn:
-        """The job, on its node: our resolvers first (it unpickles this launcher, not train.py)."""
+    def __call__(self, sweep_overrides: list[str], *arguments: Any) -> JobReturn:
+        """The job, in each of its tasks: as train.py would set up, each rank with its own log.
+
+        This process unpickled the launcher, not train.py: our resolvers and log filter first.
+        The time-limit signal is noted from now on, and acted on once training can save.
+        """
         from significance.config import register_resolvers
+        from significance.entry import hide_lightning_tips
+        from significance.training.time_limit import take_over_time_limit_signal
 
         register_resolvers()
-        return super().__call__(*arguments)
+        hide_lightning_tips()
+        take_over_time_limit_signal()
+        return super().__call__([*sweep_overrides, *rank_overrides(self.config)], *arguments)
+
+
+def submitit_failure(error: Exception) -> str:
+    """Why submitit gave up on a job, in one line: SLURM's own words where it gave them."""
+    text = str(error).strip()
+    ended = re.search(r"has not produced any output \(state: ([^)]*)\)", text)
+    if ended:  # cancelled, out of time or memory, node lost: it wrote no result
+        return f"the SLURM job ended without a result (state {ended.group(1)})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or [""]
+    if lines[0].startswith("sbatch: "):  # refused at submission: every line of sbatch's
+        return "; ".join(lines)
+    return f"{type(error).__name__}: {lines[0]}"
+
+
+def rank_overrides(config: Any) -> list[str]:
+    """A DDP rank other than 0 (an srun task): its own log file, and no second `.hydra/`.
+
+    As Lightning names the ranks it starts itself (`train_ddp_process_1.log`).
+    """
+    rank = int(os.environ.get("SLURM_PROCID", "0"))
+    if rank == 0:
+        return []
+    name = config.hydra.job.name
+    return [f"hydra.job.name={name}_ddp_process_{rank}", "hydra.output_subdir=null"]
 
 
 if submitit_launcher is not None:

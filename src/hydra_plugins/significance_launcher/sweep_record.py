@@ -41,6 +41,7 @@ SUMMARY_COLUMNS = (
     "checkpoint",
     "wall_time_s",
     "exit_code",
+    "reason",  # why a failed job failed, as far as the launcher knows
     "job_dir",
     "overrides",
 )
@@ -120,7 +121,7 @@ def summary_row(
         overrides=" ".join(job.overrides),
     )
     if status not in FINISHED_STATUSES:
-        reason = failure_reason(job, exit_code)
+        reason = row["reason"] = failure_reason(job, exit_code)
         log.error(
             "#%d (%s) failed: %s; its log is in %s", job.index, row["task"], reason, job.job_dir
         )
