@@ -37,11 +37,15 @@ def test_sweep_jobs_get_their_cuda_devices(all_tasks_sweep: Sweep):
 
 def test_slurm_launcher_takes_the_job_shape_from_the_trainer(compose_train):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    cfg = compose_train("hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=3")
+    # Multi-node jobs cannot run on one machine: their shape is checked here, as composed.
+    shape = ("hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=3")
+    cfg = compose_train(*shape, "trainer.accelerator=gpu")
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("significance_launcher.submitit_launchers.SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (3, 2, 2)
     assert cfg.trainer.num_nodes == 3 and cfg.trainer.strategy == "ddp"
+    on_cpus = compose_train(*shape, "trainer.accelerator=cpu").hydra.launcher
+    assert (on_cpus.nodes, on_cpus.tasks_per_node, on_cpus.gpus_per_node) == (3, 2, None)
 
 
 def test_a_submitit_sweep_records_skips_and_groups_as_the_default_launcher(

@@ -15,12 +15,16 @@ sweep's setup without a cluster.
 import logging
 import os
 import re
+import shutil
+import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
 
 from hydra_plugins.significance_launcher.sweep_record import (
     SweepJob,
@@ -104,6 +108,9 @@ class _SweepRecordMixin:
                 completed[job.index] = record.status == JobStatus.COMPLETED
                 if not completed[job.index]:  # Hydra kept the job's exception
                     job.error = submitit_failure(record._return_value)
+                    ended = slurm_end(OmegaConf.select(record.hydra_cfg, "hydra.job.id"))
+                    if ended:  # cancelled, say: that is why, whatever Python made of it
+                        job.error = f"the SLURM job ended {ended} ({job.error})"
             except Exception as error:  # refused by sbatch, or it died outside Python
                 job.error = submitit_failure(error)
                 completed[job.index] = False
@@ -134,6 +141,22 @@ def submitit_failure(error: Exception) -> str:
     if lines[0].startswith("sbatch: "):  # refused at submission: every line of sbatch's
         return "; ".join(lines)
     return f"{type(error).__name__}: {lines[0]}"
+
+
+def slurm_end(job_id: Any, wait_s: float = 30) -> str:
+    """The state SLURM's accounting gives a job that did not complete, '' if none or unknown."""
+    if not job_id or not shutil.which("sacct"):
+        return ""
+    deadline = time.monotonic() + wait_s
+    while True:  # a job's processes may outlive its result file by a moment
+        command = ["sacct", "--noheader", "--parsable2", "--allocations", "--format=State"]
+        done = subprocess.run([*command, f"--jobs={job_id}"], capture_output=True, text=True)
+        lines = done.stdout.strip().splitlines() if done.returncode == 0 else []
+        state = lines[-1].strip() if lines else ""  # the latest run of a requeued job
+        if state not in ("RUNNING", "COMPLETING", "PENDING") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    return "" if state in ("COMPLETED", "FAILED", "RUNNING", "COMPLETING", "PENDING") else state
 
 
 def rank_overrides(config: Any) -> list[str]:
