@@ -28,6 +28,7 @@ from significance.files import write_json
 from significance.hardware import keep_freed_memory, warn_if_bf16_emulated
 from significance.models.build import preprocessing_for
 from significance.models.module import ArtworkClassifier
+from significance.reporting.checkpoint_report import git_commit
 from significance.reporting.dashboard import report_training_run
 from significance.run_files import RESULT_FILE, SPLIT_FILE
 from significance.tasks import Task
@@ -167,6 +168,7 @@ def build_model(
         split_file=str((output_dir / SPLIT_FILE).resolve()),
         channels_last=bool(cfg.get("channels_last", False)),
         scheduler=to_plain(cfg.get("scheduler")),
+        commit=git_commit(),
     )
 
 
