@@ -28,6 +28,7 @@ LAYERS = {
     "checkpoint_evaluation": 4,
     "training": 5,
     "pipeline": 5,
+    "catalogue": 6,  # the pipeline over a catalogue table: enrich, review, merge back
     "entry": 6,
     "audit_command": 6,
 }

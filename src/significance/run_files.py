@@ -35,3 +35,17 @@ def finished_result(job_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return result if isinstance(result, dict) and result.get("status") == "ok" else None
+
+
+# An enrichment's folder (`enrich.py`): the catalogue enriched, what to review, how it was made.
+ENRICHED_TABLE = "annotations.csv"
+PREDICTIONS_TABLE = "predictions.csv"  # every prediction that filled an empty cell
+DISAGREEMENTS_FILE = "disagreements.csv"
+REVIEW_FILE = "review.csv"
+REVIEW_PAGE = "review.html"
+LABEL_STUDIO_FILE = "review.labelstudio.json"
+LABEL_STUDIO_CONFIG = "review.labelstudio.xml"
+ENRICHMENT_REPORT = "enrichment.md"
+ENRICHMENT_FILE = "enrichment.json"  # the table's path and content hash, the models used
+TABLE_SNAPSHOT = "catalogue.csv"  # the table as the enrichment (or its last merge) left it
+MERGES_FILE = "merges.json"
