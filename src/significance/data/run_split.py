@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from significance.data.collection import (
+    LABEL_SOURCES,
     Sample,
     SkippedFile,
+    check_label_sources,
     collection_labels,
     index_collection,
 )
@@ -46,6 +48,7 @@ class CollectionSettings:
     group_duplicates: bool = False
     duplicate_distance: int = 6
     demo_scale: str | None = None  # set: the generated demo collection, made on first use
+    label_sources: tuple[str, ...] = LABEL_SOURCES  # who gave the labels it trains on
 
     def __post_init__(self) -> None:
         if self.demo_scale is not None:
@@ -66,6 +69,7 @@ class CollectionSettings:
             group_duplicates=bool(given.get("group_duplicates", False)),
             duplicate_distance=int(given.get("duplicate_distance", 6)),
             demo_scale=None if given.get("root") else given.get("demo_scale", "demo"),
+            label_sources=check_label_sources(given.get("label_sources", LABEL_SOURCES)),
         )
 
     def ensure(self) -> None:
@@ -83,6 +87,7 @@ class CollectionSettings:
             self.facts_file,
             self.group_duplicates,
             self.duplicate_distance,
+            self.label_sources,
         )
 
 
@@ -142,7 +147,11 @@ def draw_split(
     """
     tasks = {each.id: each for each in (task, *draw.tasks)}.values()
     labels = collection_labels(
-        collection.root, collection.layout, tasks, collection.annotations_file
+        collection.root,
+        collection.layout,
+        tasks,
+        collection.annotations_file,
+        collection.label_sources,
     )
     drawn = split_collection(labels, draw.test_fraction, draw.val_fraction, draw.seed)
     assignment = split_stratified(
