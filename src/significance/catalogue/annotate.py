@@ -157,7 +157,9 @@ class Annotator:
 
     def enriched(self) -> Table:
         """The table with every column and row as it was, and the added columns filled."""
-        table = Table(list(self.table.columns), [dict(row) for row in self.table.rows])
+        table = Table(
+            list(self.table.columns), [dict(row) for row in self.table.rows], self.table.line_end
+        )
         for column in added_columns(self.fields):
             table.add_column(column)
         for prediction in self.filled:

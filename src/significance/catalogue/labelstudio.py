@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from significance.catalogue.annotate import Prediction
 from significance.catalogue.review import Decision, decided, prediction_row
 from significance.catalogue.review_page import thumbnail_name
 from significance.errors import InputError
 from significance.files import atomic_write
 from significance.run_files import LABEL_STUDIO_CONFIG, LABEL_STUDIO_FILE
+
+if TYPE_CHECKING:
+    from significance.catalogue.annotate import Prediction
 
 CONTROL = "label"  # the Choices tag of the labeling config
 REJECT = "reject"  # the choice that rejects the prediction outright

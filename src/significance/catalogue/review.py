@@ -6,10 +6,13 @@ import csv
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from significance.catalogue.annotate import Prediction
 from significance.errors import ConfigurationError, InputError
 from significance.files import atomic_write
+
+if TYPE_CHECKING:
+    from significance.catalogue.annotate import Prediction
 
 DECISIONS = ("accept", "correct", "reject")
 # A prediction's columns in predictions.csv, review.csv and disagreements.csv.

@@ -21,6 +21,7 @@ class Table:
 
     columns: list[str]
     rows: list[dict[str, str]] = field(default_factory=list)
+    line_end: str = "\r\n"  # as the file had it: a merge changes only the cells it writes
 
     def add_column(self, name: str) -> None:
         """Append an empty column unless the table has it already."""
@@ -32,7 +33,7 @@ class Table:
     def text(self) -> str:
         """The table as CSV text, as `write_table` writes it."""
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator=self.line_end)
         writer.writeheader()
         writer.writerows(self.rows)
         return buffer.getvalue()
@@ -47,9 +48,11 @@ def read_table(path: str | Path) -> Table:
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
         rows = [{c: (row.get(c) or "") for c in columns} for row in reader]
+    with path.open("rb") as handle:
+        line_end = "\r\n" if handle.readline().endswith(b"\r\n") else "\n"
     if PATH_COLUMN not in columns:
         raise CollectionError(f"{path} has no `{PATH_COLUMN}` column; it has {columns}")
-    return Table(columns, rows)
+    return Table(columns, rows, line_end)
 
 
 def write_table(path: str | Path, table: Table) -> None:
