@@ -7,6 +7,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+# Cells blanked in the demo table: (line, field); lines 2.. are the rows in table order.
+FIELD_BLANKS = {"coins": ["material", "period"], "frescoes": ["location"], "icons": ["location"]}
+TYPE_BLANKS = 2  # rows of `others` whose artwork type is blanked
 # A cell that differs: (table line, column, value before, value after).
 Difference = tuple[int, str, str, str]
 
@@ -59,3 +62,19 @@ def _link_or_copy(source: str, target: str) -> None:
         Path(target).hardlink_to(source)
     except OSError:
         shutil.copy2(source, target)
+
+
+def blank_cells(table: Path) -> set[tuple[int, str]]:
+    """Blank two cells of each field in FIELD_BLANKS and TYPE_BLANKS artwork types."""
+    columns, rows = read_rows(table)
+    blanked: set[tuple[int, str]] = set()
+    for artwork_type, fields in FIELD_BLANKS.items():
+        lines = [i + 2 for i, row in enumerate(rows) if row["artwork_type"] == artwork_type]
+        for field, line in zip(fields * 2, lines[1:5], strict=False):
+            blanked.add((line, field))
+    others = [i + 2 for i, row in enumerate(rows) if row["artwork_type"] == "others"]
+    blanked |= {(line, "artwork_type") for line in others[:TYPE_BLANKS]}
+    for line, field in blanked:
+        rows[line - 2][field] = ""
+    write_rows(table, columns, rows)
+    return blanked

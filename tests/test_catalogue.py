@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from catalogue_tables import copy_collection, differences, read_rows, write_rows
+from catalogue_tables import blank_cells, copy_collection, differences, read_rows, write_rows
 from conftest import CONF_DIR, Sweep, assert_ok, run_script
 
 from significance.catalogue.annotate import Prediction
@@ -27,9 +27,6 @@ from significance.models.module import load_classifier
 from significance.pipeline.loading import spec_from_sweep
 from significance.tasks import discover_tasks
 
-# Cells blanked in the demo table: (line, field); lines 2.. are the rows in table order.
-FIELD_BLANKS = {"coins": ["material", "period"], "frescoes": ["location"], "icons": ["location"]}
-TYPE_BLANKS = 2  # rows of `others` whose artwork type is blanked
 UNREADABLE_LINE = 3  # its image replaced by bytes that are no image
 
 
@@ -42,22 +39,6 @@ class Enriched:
     folder: Path  # the enrichment's folder
     blanked: set[tuple[int, str]]
     record: dict
-
-
-def blank_cells(table: Path) -> set[tuple[int, str]]:
-    """Blank two cells of each field in FIELD_BLANKS and TYPE_BLANKS artwork types."""
-    columns, rows = read_rows(table)
-    blanked: set[tuple[int, str]] = set()
-    for artwork_type, fields in FIELD_BLANKS.items():
-        lines = [i + 2 for i, row in enumerate(rows) if row["artwork_type"] == artwork_type]
-        for field, line in zip(fields * 2, lines[1:5], strict=False):
-            blanked.add((line, field))
-    others = [i + 2 for i, row in enumerate(rows) if row["artwork_type"] == "others"]
-    blanked |= {(line, "artwork_type") for line in others[:TYPE_BLANKS]}
-    for line, field in blanked:
-        rows[line - 2][field] = ""
-    write_rows(table, columns, rows)
-    return blanked
 
 
 @pytest.fixture(scope="module")

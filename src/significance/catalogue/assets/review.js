@@ -20,10 +20,11 @@ function text(tag, content, className) {
   return element;
 }
 
-function image(src, alt) {
+function image(src, alt, className) {
   const img = document.createElement("img");
   img.src = src;
   img.alt = alt;
+  if (className) img.className = className;
   return img;
 }
 
@@ -71,8 +72,8 @@ function addRow(item) {
   tr.dataset.type = row.artwork_type;
   tr.dataset.probability = row.probability;
   const images = cell(tr, image(item.thumbnail, row.path));
-  if (item.heat_maps.stage1) images.append(image(item.heat_maps.stage1, "stage-1 heat map"));
-  if (item.heat_maps.field) images.append(image(item.heat_maps.field, row.task + " heat map"));
+  if (item.heat_maps.stage1) images.append(image(item.heat_maps.stage1, "stage-1 heat map", "heat"));
+  if (item.heat_maps.field) images.append(image(item.heat_maps.field, row.task + " heat map", "heat"));
   cell(tr, text("div", "line " + row.line), text("div", row.path));
   cell(tr, text("div", item.stage1.predicted),
     text("div", "p = " + item.stage1.probability, "probability"));
