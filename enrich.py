@@ -20,6 +20,7 @@ def main(cfg: DictConfig) -> None:
             accept_above=cfg.accept_above,
             overwrite=list(cfg.overwrite),
             dry_run=cfg.dry_run,
+            data=to_plain(cfg.data),
         )
         return
     from significance.catalogue.enrich import ReviewSettings, enrich

@@ -25,6 +25,7 @@ from significance.data.run_split import CollectionSettings
 from significance.errors import InputError
 from significance.models.module import load_classifier
 from significance.pipeline.loading import spec_from_sweep
+from significance.reporting.checkpoint_report import git_commit
 from significance.tasks import discover_tasks
 
 UNREADABLE_LINE = 3  # its image replaced by bytes that are no image
@@ -107,9 +108,10 @@ def test_enrich_names_its_models_and_routes_untyped_rows_by_stage_1(enriched: En
         assert 0 < float(row[f"{field}_probability"]) <= 1
     for task_id, model in enriched.record["models"].items():
         assert re.fullmatch(rf"{task_id}:[0-9a-f]{{12}}@\S+", model["id"]), model["id"]
-    stage1 = enriched.record["models"]["artefact"]
-    commit = load_classifier(stage1["checkpoint"]).hparams.get("commit") or "unknown"
-    assert stage1["id"].split("@")[1].split("+")[0] == commit.split("+")[0][:12]
+    model = enriched.record["models"]["icons/location"]
+    commit = load_classifier(model["checkpoint"]).hparams["commit"]  # training records it
+    assert commit == git_commit()  # the session's sweep ran this checkout
+    assert model["id"].split("@")[1].split("+")[0] == commit.split("+")[0][:12]
 
 
 def test_an_unreadable_image_keeps_its_row_with_the_reason(enriched: Enriched):

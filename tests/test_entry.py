@@ -79,6 +79,15 @@ def test_flags_read_as_settings():
     assert updated_arguments("train", ["--strict"]) == ["--strict"]
 
 
+def test_short_names_read_as_their_settings(capsys):
+    assert updated_arguments("enrich", ["review=r.csv", "review.size=5"]) == [
+        "review.file=r.csv",
+        "review.size=5",
+    ]
+    assert updated_arguments("train", ["review=r.csv"]) == ["review=r.csv"]
+    assert capsys.readouterr().err == ""  # a short name is no deprecated one
+
+
 def test_an_old_setting_name_reaches_the_script_renamed():
     process = _probe("evaluate.py", "cache_file=/nowhere/facts.sqlite", "ckpt=/nowhere/x.ckpt")
     assert "cache_file is now facts_file" in process.stderr

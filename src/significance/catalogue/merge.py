@@ -55,8 +55,13 @@ def merge_review(
     accept_above: float | None = None,
     overwrite: Sequence[str] = (),
     dry_run: bool = False,
+    data: dict[str, Any] | None = None,
 ) -> list[Change]:
-    """Merge a review.csv (or Label Studio export) into the table; return the changed cells."""
+    """Merge a review.csv (or Label Studio export) into the table; return the changed cells.
+
+    The table is `table_file`, else `data.root`'s annotations table, else the one the
+    enrichment read.
+    """
     review = Path(review)
     folder = Path(enrichment or review.parent)
     if not (folder / ENRICHMENT_FILE).is_file():
@@ -64,6 +69,8 @@ def merge_review(
             f"{folder} holds no {ENRICHMENT_FILE}: pass enrichment=<the enrichment's folder>"
         )
     record = json.loads((folder / ENRICHMENT_FILE).read_text())
+    if table_file is None and (data or {}).get("root"):
+        table_file = Path(data["root"]) / (data.get("annotations_file") or "annotations.csv")
     table_file = Path(table_file or record["table"])
     reviewed = read_label_studio(review) if review.suffix == ".json" else read_review(review)
     decisions = [*reviewed, *confident(folder, reviewed, accept_above)]
