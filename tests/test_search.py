@@ -10,7 +10,7 @@ from hydra.core.utils import JobReturn
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from hydra_plugins.significance_launcher.sweep_record import SweepJob, job_return
+from hydra_plugins.significance_launcher.sweep_record import SweepJob, begin_batch, job_return
 from significance.errors import ConfigurationError
 from significance.files import write_json
 from significance.search import search_of
@@ -110,9 +110,14 @@ def test_a_failed_trial_is_an_optuna_fail_and_the_search_goes_on(compose_train, 
     assert OmegaConf.load(tmp_path / "optimization_results.yaml").best_value == 0.3
 
 
-def test_a_search_refuses_a_test_objective_and_the_wrong_direction(compose_train):
+def test_a_search_refuses_a_test_objective_the_wrong_direction_and_a_used_folder(
+    compose_train, tmp_path: Path
+):
     assert search_of(compose_train()) is None  # a plain sweep
     with pytest.raises(ConfigurationError, match="not a validation figure"):
         search_of(compose_train(SEARCH[0], "objective=test_acc"))
     with pytest.raises(ConfigurationError, match="direction=maximize"):
         search_of(compose_train(SEARCH[0], "hydra.sweeper.direction=minimize"))
+    (tmp_path / "summary.csv").write_text("job\n0\n")
+    with pytest.raises(ConfigurationError, match="new sweep folder"):
+        begin_batch(compose_train(SEARCH[0]), tmp_path, 0)

@@ -23,7 +23,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from significance.errors import SweepJobFailed
+from significance.errors import ConfigurationError, SweepJobFailed
 from significance.files import atomic_write
 from significance.run_files import (
     FINISHED_STATUSES,
@@ -154,11 +154,17 @@ def begin_batch(
     keeps the rows of the jobs numbered before it, so summary.csv gathers every batch.
     """
     search = search_of(sweep_config)  # a bad objective or direction stops before any job
+    path = sweep_dir / SUMMARY_FILE
+    if search is not None and initial_job_idx == 0 and path.is_file():
+        # Its trials' folders would be taken for the new trials' (same names, other settings).
+        raise ConfigurationError(
+            f"{sweep_dir} holds an earlier sweep: start a search in a new sweep folder "
+            "(hydra.sweep.dir)"
+        )
     if search is not None:
         write_search(sweep_dir, search)
     elif initial_job_idx == 0:
         (sweep_dir / SEARCH_FILE).unlink(missing_ok=True)  # no longer a search's folder
-    path = sweep_dir / SUMMARY_FILE
     earlier = []
     if initial_job_idx > 0 and path.is_file():
         with path.open(newline="") as handle:
