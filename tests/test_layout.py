@@ -22,6 +22,7 @@ LAYERS = {
     "hardware": 0,
     "config": 0,
     "process_groups": 0,
+    "search": 0,
     "data": 1,
     "models": 2,
     "reporting": 3,

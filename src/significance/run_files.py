@@ -23,6 +23,8 @@ CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 # A sweep's folder: a row per job in summary.csv, the tables in results.md.
 SUMMARY_FILE = "summary.csv"
 RESULTS_FILE = "results.md"
+# A hyperparameter search's sweep folder: what it optimizes (significance.search).
+SEARCH_FILE = "search.json"
 # `status` values of summary.csv for jobs whose results stand: "skipped" is a job that finished
 # in an earlier run of the same sweep folder (its figures are carried over).
 FINISHED_STATUSES = ("ok", "skipped")

@@ -1,5 +1,7 @@
 """A sweep's `results.md`: the study's Table 5 from our runs, mean ± std over seeds.
 
+A hyperparameter search's `results.md` is another (`reporting/search.py`).
+
 Written by the sweep launcher when a sweep ends, and by `python report.py sweep_dir=...`.
 It reads what every job wrote: its row of `summary.csv` and its `test/per_class.csv`.
 """
@@ -21,6 +23,7 @@ from significance.run_files import (
     RESULTS_FILE,
     SUMMARY_FILE,
 )
+from significance.search import read_search
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +270,11 @@ def results_markdown(
 def write_sweep_report(sweep_dir: str | Path) -> Path:
     """Write `results.md` (and the same figures as `results.csv`) into `sweep_dir`."""
     sweep_dir = Path(sweep_dir)
+    search = read_search(sweep_dir)
+    if search is not None:  # imported here: search.py builds on this module's tables
+        from significance.reporting.search import write_search_report
+
+        return write_search_report(sweep_dir, search)
     configurations, failed = read_sweep(sweep_dir)
     write_rows_csv(sweep_dir / RESULTS_CSV, RESULTS_COLUMNS, results_rows(configurations))
     path = sweep_dir / RESULTS_FILE
