@@ -42,7 +42,7 @@ FIELD_COUNTS = (
 
 
 def evaluate_pipeline(
-    spec: PipelineSpec,
+    spec: PipelineSpec | Pipeline,
     output_dir: str | Path,
     data: dict[str, Any] | None = None,
     batch_size: int = 64,
@@ -61,7 +61,7 @@ def evaluate_pipeline(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = load_pipeline(spec, accelerator)
+    pipeline = spec if isinstance(spec, Pipeline) else load_pipeline(spec, accelerator)
     collection = collection_of(pipeline, data, facts_file)
     seen = seen_by_pipeline(pipeline) if exclude_seen else set()
     labels, excluded = collection_labels(pipeline, collection, output_dir, seen)
