@@ -15,10 +15,10 @@ from significance.tasks import Task, discover_tasks, slugify
 
 
 def register_resolvers() -> None:
-    """Register `${slug:...}`, `${all_tasks:}`, `${run_dir:...}` and `${fold_suffix:...}`; safe
+    """Register `${slug:...}`, `${all_tasks:}`, `${run_dir:...}` and `${fold_tag:...}`; safe
     to call more than once."""
     OmegaConf.register_new_resolver("slug", slugify, replace=True)
-    OmegaConf.register_new_resolver("fold_suffix", fold_suffix, replace=True)
+    OmegaConf.register_new_resolver("fold_tag", fold_tag, replace=True)
     OmegaConf.register_new_resolver("all_tasks", all_tasks, replace=True)
     OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
 
@@ -34,7 +34,7 @@ def run_dir(resume: Any, default: str) -> str:
     return default
 
 
-def fold_suffix(fold: Any, separator: str = "_") -> str:
+def fold_tag(fold: Any, separator: str = "_") -> str:
     """`_fold2` in the names of a cross-validation fold's folder (`-fold2`: wandb run), else
     nothing: names of runs without folds stay as they were."""
     return "" if fold is None else f"{separator}fold{fold}"
