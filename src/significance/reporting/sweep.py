@@ -1,9 +1,8 @@
 """A sweep's `results.md`: the study's Table 5 from our runs, mean ± std over seeds and folds.
 
-A hyperparameter search's `results.md` is another (`reporting/search.py`).
-
 Written by the sweep launcher when a sweep ends, and by `python report.py sweep_dir=...`.
-It reads what every job wrote: its row of `summary.csv` and its `test/per_class.csv`.
+It reads what every job wrote: its row of `summary.csv` and its `test/per_class.csv`. A
+hyperparameter search's `results.md` is another (`reporting/search.py`).
 """
 
 from __future__ import annotations
@@ -276,8 +275,7 @@ def results_markdown(
     if failed:
         lines = [
             f"- job {row['job']} `{row['task']}` seed {row['seed']}"
-            + (f" fold {row['fold']}" if row.get("fold") else "")
-            + f": {row['status']} "
+            f"{' fold ' + row['fold'] if row.get('fold') else ''}: {row['status']} "
             f"(exit code {row['exit_code'] or 'none'}), `{Path(row['job_dir']).name}`"
             for row in failed
         ]
@@ -286,8 +284,7 @@ def results_markdown(
 
 
 def write_sweep_report(sweep_dir: str | Path) -> Path:
-    """Write `results.md` (and the same figures as `results.csv`) into `sweep_dir`, and with
-    cross-validation folds `oof_predictions.csv`."""
+    """Write `results.md`, `results.csv` and (with folds) `oof_predictions.csv` into `sweep_dir`."""
     sweep_dir = Path(sweep_dir)
     search = read_search(sweep_dir)
     if search is not None:  # imported here: search.py builds on this module's tables
