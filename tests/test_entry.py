@@ -38,6 +38,7 @@ def _probe(*arguments: str) -> subprocess.CompletedProcess:
         ("train.py", "task=coins/materal"),
         ("train.py", "data.batchsize=3"),
         ("train.py", "optimizer.lr=0"),  # a value preflight refuses before torch loads
+        ("train.py", "data.folds=3", "data.fold=3"),  # a fold that does not exist
         ("train.py", "--help"),
         ("evaluate.py", "--help"),
         ("predict.py", "--help"),

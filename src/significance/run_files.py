@@ -25,6 +25,8 @@ SUMMARY_FILE = "summary.csv"
 RESULTS_FILE = "results.md"
 # A hyperparameter search's sweep folder: what it optimizes (significance.search).
 SEARCH_FILE = "search.json"
+# A cross-validation sweep's: each image's probabilities from the fold model that never saw it.
+OOF_PREDICTIONS_FILE = "oof_predictions.csv"
 # `status` values of summary.csv for jobs whose results stand: "skipped" is a job that finished
 # in an earlier run of the same sweep folder (its figures are carried over).
 FINISHED_STATUSES = ("ok", "skipped")

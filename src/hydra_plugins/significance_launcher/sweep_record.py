@@ -40,6 +40,7 @@ SUMMARY_COLUMNS = (
     "job",
     "task",
     "seed",
+    "fold",  # data.fold: the cross-validation fold the job tested on; empty without folds
     "status",
     "best_val_acc",
     "best_epoch",
@@ -116,12 +117,14 @@ def summary_row(
     row = {column: result.get(column, "") for column in SUMMARY_COLUMNS}
     config = job.config
     seed = OmegaConf.select(config, "seed") if config is not None else None
+    fold = OmegaConf.select(config, "data.fold") if config is not None else None
     if status == "skipped" or wall_time_s == "":
         wall_time_s = result.get("wall_time_s", "")
     row.update(
         job=job.index,
         task=(OmegaConf.select(config, "task.id") if config is not None else None) or "",
         seed="" if seed is None else seed,
+        fold="" if fold is None else fold,
         status=status,
         exit_code=exit_code,
         wall_time_s=wall_time_s,

@@ -23,6 +23,7 @@ from significance.data.collection import (
     index_collection,
 )
 from significance.data.demo import demo_spec, ensure_demo_collection
+from significance.data.folds import check_fold_groups, cross_validation_split, fold_problems
 from significance.data.split import (
     class_shares,
     split_collection,
@@ -30,6 +31,7 @@ from significance.data.split import (
     test_overlap,
     write_split,
 )
+from significance.errors import SplitError
 from significance.files import atomic_write
 from significance.run_files import SKIPPED_FILE
 from significance.tasks import Task
@@ -100,6 +102,19 @@ class SplitSettings:
     seed: int = 0
     # The split is drawn once for the collection, stratified on all these tasks' labels.
     tasks: tuple[Task, ...] = ()
+    # Cross-validation: the collection in `folds` folds, fold `fold` the test split (None: off).
+    folds: int | None = None
+    fold: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = fold_problems(self.folds, self.fold)
+        if problems:
+            raise SplitError("; ".join(problems))
+
+    @property
+    def fold_name(self) -> str:
+        """`fold 2 of 5` for a cross-validation fold, else empty."""
+        return f"fold {self.fold} of {self.folds}" if self.folds else ""
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,7 @@ def make_split(
         assignment = dict.fromkeys((sample.path for sample in kept), "test")
     else:
         assignment, drawn = draw_split(collection, task, kept, draw)
-        log_split(task, kept, assignment, drawn, split_file)
+        log_split(task, kept, assignment, drawn, split_file, draw.fold_name)
     write_split(split_file, kept, assignment)
     write_skipped(split_file.with_name(SKIPPED_FILE), skipped)
     return RunSplit(kept, assignment, skipped, excluded=len(samples) - len(kept))
@@ -143,7 +158,8 @@ def draw_split(
     """A run's split of `samples` (`{path: split}`) and the collection's draw it comes from.
 
     The draw is one for the collection, stratified on the labels of `task` and every one of
-    `draw.tasks`; unreadable files are in it too, so none moves another image.
+    `draw.tasks`; unreadable files are in it too, so none moves another image. With
+    `draw.folds`, the test split is fold `draw.fold` of the collection's folds.
     """
     tasks = {each.id: each for each in (task, *draw.tasks)}.values()
     labels = collection_labels(
@@ -153,10 +169,16 @@ def draw_split(
         collection.annotations_file,
         collection.label_sources,
     )
-    drawn = split_collection(labels, draw.test_fraction, draw.val_fraction, draw.seed)
+    test_fraction = draw.test_fraction
+    if draw.folds:
+        check_fold_groups(samples, task.classes, draw.folds)
+        drawn = cross_validation_split(labels, draw.folds, draw.fold, draw.val_fraction, draw.seed)
+        test_fraction = 1 / draw.folds
+    else:
+        drawn = split_collection(labels, draw.test_fraction, draw.val_fraction, draw.seed)
     assignment = split_stratified(
         samples,
-        draw.test_fraction,
+        test_fraction,
         draw.val_fraction,
         seed=draw.seed,
         classes=task.classes,
@@ -171,11 +193,13 @@ def log_split(
     assignment: dict[str, str],
     collection_split: dict[str, str],
     split_file: Path,
+    fold_name: str = "",
 ) -> None:
-    """Log the split's size, every class's achieved shares and the test images it shares
-    with the collection's draw (and so with the other tasks of the collection)."""
+    """Log the split's size (and cross-validation fold), every class's achieved shares and the
+    test images it shares with the collection's draw (and so with the collection's tasks)."""
     counts = Counter(assignment.values())
-    log.info("Split %d images of %s: %s -> %s", len(samples), task.id, dict(counts), split_file)
+    of = f"{task.id} ({fold_name})" if fold_name else task.id
+    log.info("Split %d images of %s: %s -> %s", len(samples), of, dict(counts), split_file)
     for label, shares in class_shares(samples, assignment).items():
         achieved = ", ".join(f"{split} {share:.1%}" for split, share in shares.items())
         log.info("  class %s: %s", label, achieved)

@@ -14,6 +14,7 @@ from significance.checkpoint_evaluation import images_seen_by
 from significance.data.run_split import CollectionSettings, make_split
 from significance.errors import ConfigurationError, InputError
 from significance.files import write_json
+from significance.models.ensemble import FoldEnsemble
 from significance.pipeline.inference import (
     Decoded,
     decode_size,
@@ -41,7 +42,7 @@ FIELD_COUNTS = (
 
 
 def evaluate_pipeline(
-    spec: PipelineSpec,
+    spec: PipelineSpec | Pipeline,
     output_dir: str | Path,
     data: dict[str, Any] | None = None,
     batch_size: int = 64,
@@ -60,13 +61,14 @@ def evaluate_pipeline(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = load_pipeline(spec, accelerator)
+    pipeline = spec if isinstance(spec, Pipeline) else load_pipeline(spec, accelerator)
     collection = collection_of(pipeline, data, facts_file)
     seen = seen_by_pipeline(pipeline) if exclude_seen else set()
     labels, excluded = collection_labels(pipeline, collection, output_dir, seen)
     if not labels:
         raise InputError(
-            f"every labelled image of {collection.root} trained some model of the pipeline"
+            f"every labelled image of {collection.root} trained some model of the pipeline (fold "
+            "models of a cross-validation saw them all between them): set data.root=<another>"
         )
     paths = sorted(labels)
     scores = Scores(pipeline)
@@ -81,6 +83,7 @@ def evaluate_pipeline(
         "excluded_trained_on": excluded,
         "unreadable": scores.unreadable,
         "checkpoints": pipeline.checkpoints,
+        "models": pipeline.describe(),
         **scores.metrics(),
     }
     write_json(output_dir / "pipeline_metrics.json", metrics)
@@ -228,10 +231,16 @@ def collection_labels(
 
 
 def seen_by_pipeline(pipeline: Pipeline) -> set[str]:
-    """SHA-256 of every image any model of the pipeline trained or validated on."""
+    """SHA-256 of every image any model of the pipeline (or of an ensemble) trained or
+    validated on: every image of the collection, for the fold models of a cross-validation."""
     seen: set[str] = set()
     for task_id, model in pipeline.models().items():
-        seen |= images_seen_by(pipeline.checkpoints[task_id], model)
+        paths = pipeline.checkpoints[task_id]
+        if isinstance(model, FoldEnsemble):
+            for member, path in zip(model.members, paths, strict=True):
+                seen |= images_seen_by(path, member)
+        else:
+            seen |= images_seen_by(paths if isinstance(paths, str) else paths[0], model)
     return seen
 
 
@@ -247,6 +256,8 @@ def format_report(metrics: dict[str, Any]) -> str:
         "",
         f"Stage 1 ({stage1['task']}): accuracy {_ratio(stage1['acc'])} on {stage1['images']} "
         "images.",
+        "",
+        "Models: " + "; ".join(metrics.get("models", {}).values()) + ".",
         "",
         "| field | images | acc, true type given | acc, end to end | errors end to end "
         "| of which: wrong type | of which: field model | wrong type, field model right |",

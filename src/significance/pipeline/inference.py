@@ -18,6 +18,7 @@ from significance.data.images import image_pixels, load_image
 from significance.data.transforms import Preprocessing, normalize
 from significance.errors import UnreadableImageError
 from significance.hardware import resolve_num_workers
+from significance.models.ensemble import FoldEnsemble
 from significance.models.module import ArtworkClassifier
 from significance.pipeline.loading import Pipeline
 
@@ -88,8 +89,11 @@ def model_input(pixels: torch.Tensor, preprocessing: Preprocessing) -> torch.Ten
 
 
 @torch.inference_mode()
-def probabilities(model: ArtworkClassifier, pixels: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N x classes, on the CPU) of `model` for a uint8 batch."""
+def probabilities(model: ArtworkClassifier | FoldEnsemble, pixels: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N x classes, on the CPU) of `model` for a uint8 batch; of an
+    ensemble, the mean of its members' probabilities, each computed as a lone model's."""
+    if isinstance(model, FoldEnsemble):
+        return torch.stack([probabilities(member, pixels) for member in model.members]).mean(0)
     device = next(model.parameters()).device
     logits = model(model_input(pixels.to(device), model.preprocessing))
     return logits.float().softmax(dim=1).cpu()

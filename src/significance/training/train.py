@@ -95,8 +95,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     report_training_run(loggers, output_dir, output_dir / "test")
     write_json(output_dir / RESULT_FILE, result)
     log.info(
-        "Finished %s: test acc %.4f, macro F1 %.4f, best checkpoint %s",
+        "Finished %s%s: test acc %.4f, macro F1 %.4f, best checkpoint %s",
         task.id,
+        "" if result["fold"] is None else f" (fold {result['fold']})",
         result["test_acc"],
         result["test_f1_macro"],
         result["checkpoint"],
@@ -131,6 +132,8 @@ def build_datamodule(cfg: DictConfig, task: Task, output_dir: Path) -> ArtworkDa
         val_fraction=data["val_fraction"],
         seed=data["seed"],
         tasks=tuple(configured_tasks(cfg)),
+        folds=data.get("folds"),
+        fold=data.get("fold"),
     )
     loader = LoaderSettings(
         batch_size=data["batch_size"],
@@ -217,6 +220,7 @@ def job_result(
     return {
         "task": task.id,
         "seed": int(cfg.seed),
+        "fold": cfg.data.get("fold"),  # the cross-validation fold tested on; None without folds
         "status": "ok",
         "best_val_acc": float(best_val) if best_val is not None else None,
         # The epoch (from 0) whose weights are best.ckpt; None with another callback.
