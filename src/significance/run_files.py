@@ -23,6 +23,8 @@ CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 # A sweep's folder: a row per job in summary.csv, the tables in results.md.
 SUMMARY_FILE = "summary.csv"
 RESULTS_FILE = "results.md"
+# A cross-validation sweep: every labelled image once, by the fold model that never saw it.
+OOF_PREDICTIONS_FILE = "oof_predictions.csv"
 # `status` values of summary.csv for jobs whose results stand: "skipped" is a job that finished
 # in an earlier run of the same sweep folder (its figures are carried over).
 FINISHED_STATUSES = ("ok", "skipped")
