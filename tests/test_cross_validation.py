@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import Sweep, sweep_once
+from conftest import Sweep, made_once, sweep_once
+from test_audit import compose_audit
 from test_reporting import expected_figure
 
+from significance.audit_command import audit_configured_collection
 from significance.data.split import read_split
 from significance.errors import InputError
 from significance.models.ensemble import FoldEnsemble
@@ -21,19 +24,57 @@ from significance.pipeline.inference import probabilities
 from significance.pipeline.loading import load_pipeline, spec_from_sweep
 
 FOLDS = 3
+FLIPPED_SHARE = 0.05
+FLIPPED_FILE = "flipped.txt"
+
+
+def flip_artwork_types(collection: Path, share: float, seed: int = 0) -> list[str]:
+    """Give `share` of the rows of `collection`'s table another artwork type; their paths."""
+    table = collection / "annotations.csv"
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    types = sorted({row["artwork_type"] for row in rows})
+    draw = random.Random(seed)
+    flipped = sorted(draw.sample(range(len(rows)), round(share * len(rows))))
+    for index in flipped:
+        wrong = [kind for kind in types if kind != rows[index]["artwork_type"]]
+        rows[index]["artwork_type"] = draw.choice(wrong)
+    with table.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return [rows[index]["path"] for index in flipped]
 
 
 @pytest.fixture(scope="module")
-def cv_sweep(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Sweep:
-    """`experiment=cv` with 3 folds of the stage-1 task (a pipeline of its own), one epoch."""
+def noisy_demo(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Path:
+    """The demo collection with 5% of its artwork types wrong, as catalogues have them."""
+
+    def make(folder: Path) -> None:
+        shutil.copytree(demo_dir, folder / "demo")
+        paths = flip_artwork_types(folder / "demo", FLIPPED_SHARE)
+        (folder / FLIPPED_FILE).write_text("\n".join(paths))
+
+    return made_once(tmp_path_factory, "noisy_demo", make)
+
+
+@pytest.fixture(scope="module")
+def cv_sweep(tmp_path_factory: pytest.TempPathFactory, noisy_demo: Path) -> Sweep:
+    """`experiment=cv` with 3 folds of the stage-1 task (a pipeline of its own) on the noisy demo.
+
+    Four epochs at a higher rate than the study's: models that learn (about half right on
+    five types at 32 px, recorded in experiments/label_issues.md) to find the wrong labels.
+    """
     return sweep_once(
         tmp_path_factory,
         "cross_validation",
-        demo_dir,
+        noisy_demo / "demo",
         "experiment=cv",
         f"data.folds={FOLDS}",
         "task=artefact",
-        "trainer.max_epochs=1",
+        "trainer.max_epochs=4",
+        "optimizer.lr=1e-2",
+        f"data.root={noisy_demo / 'demo'}",
     )
 
 
@@ -163,3 +204,13 @@ def test_from_sweep_ensembles_the_fold_models_of_the_best_mean_configuration(tmp
     spec = spec_from_sweep(tmp_path)
     assert spec.stage1 == "plain.ckpt"  # no folds: the best checkpoint, as before
     assert spec.stage2 == {"coins": {"material": ["b0.ckpt", "b1.ckpt", "c0.ckpt"]}}
+
+
+def test_the_audit_ranks_most_flipped_labels_among_its_first(cv_sweep: Sweep, noisy_demo: Path):
+    flipped = set((noisy_demo / FLIPPED_FILE).read_text().split())
+    cfg = compose_audit(f"data.root={noisy_demo / 'demo'}", f"label_issues={cv_sweep.path}")
+    issues = audit_configured_collection(cfg).label_issues
+    first = {issue.path for issue in issues[: 2 * len(flipped)]}
+    recall = len(first & flipped) / len(flipped)
+    # Measured 63% (experiments/label_issues.md): models half right still tell most of them.
+    assert recall >= 0.5, f"{recall:.0%} of {len(flipped)} flipped among the first {len(first)}"
