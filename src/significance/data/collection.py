@@ -107,6 +107,20 @@ def index_collection(
         facts_file,
         description=f"Checking the images of {task.id}",
     )
+    readable, skipped = _readable(root, samples, facts, task)
+    if not readable:
+        raise CollectionError(f"no readable images for task {task.id} in {root} ({layout})")
+    if group_duplicates:
+        readable = merge_duplicate_groups(
+            readable, {s.path: facts[root / s.path] for s in readable}, duplicate_distance
+        )
+    return sorted(readable, key=lambda s: s.path), skipped
+
+
+def _readable(
+    root: Path, samples: list[Sample], facts: dict, task: Task
+) -> tuple[list[Sample], list[SkippedFile]]:
+    """The samples whose files decode (with their SHA-256), and the others with the reason."""
     readable, skipped = [], []
     for sample in samples:
         found = facts[root / sample.path]
@@ -123,13 +137,7 @@ def index_collection(
             skipped[0].path,
             skipped[0].reason,
         )
-    if not readable:
-        raise CollectionError(f"no readable images for task {task.id} in {root} ({layout})")
-    if group_duplicates:
-        readable = merge_duplicate_groups(
-            readable, {s.path: facts[root / s.path] for s in readable}, duplicate_distance
-        )
-    return sorted(readable, key=lambda s: s.path), skipped
+    return readable, skipped
 
 
 def read_labels(
@@ -207,6 +215,29 @@ def merge_duplicate_groups(
     return [replace(sample, group=group_of[sample.group]) for sample in samples]
 
 
+def _refuse_conflicts_and_unknown(
+    table: Path,
+    task: Task,
+    lines_of: dict[str, dict[str, list[int]]],
+    unknown: dict[str, list[int]],
+) -> None:
+    """One file listed twice is one sample if the rows agree, and a mistake if they do not;
+    a label that is not one of the task's classes is a mistake too."""
+    conflicts = {path: labels for path, labels in lines_of.items() if len(labels) > 1}
+    if conflicts:
+        details = "; ".join(f"{path!r}: {labels}" for path, labels in list(conflicts.items())[:10])
+        raise CollectionError(
+            f"{table}: {len(conflicts)} file(s) listed with different labels for task "
+            f"{task.id} (label: lines): {details}"
+        )
+    if unknown:
+        details = "; ".join(f"{label!r} on lines {lines[:5]}" for label, lines in unknown.items())
+        raise CollectionError(
+            f"{table}: labels not among the classes of task {task.id} {list(task.classes)}: "
+            f"{details}"
+        )
+
+
 def _read_annotations(
     root: Path, table: Path, task: Task, label_sources: Iterable[str] = LABEL_SOURCES
 ) -> list[Sample]:
@@ -246,20 +277,7 @@ def _read_annotations(
             if len(lines_of[path]) == 1 and len(lines_of[path][label]) == 1:
                 group = (row.get("object_id") or "").strip() or path
                 samples.append(Sample(path=path, label=label, group=group))
-    # One file listed twice is one sample if the rows agree, and a mistake if they do not.
-    conflicts = {path: labels for path, labels in lines_of.items() if len(labels) > 1}
-    if conflicts:
-        details = "; ".join(f"{path!r}: {labels}" for path, labels in list(conflicts.items())[:10])
-        raise CollectionError(
-            f"{table}: {len(conflicts)} file(s) listed with different labels for task "
-            f"{task.id} (label: lines): {details}"
-        )
-    if unknown:
-        details = "; ".join(f"{label!r} on lines {lines[:5]}" for label, lines in unknown.items())
-        raise CollectionError(
-            f"{table}: labels not among the classes of task {task.id} {list(task.classes)}: "
-            f"{details}"
-        )
+    _refuse_conflicts_and_unknown(table, task, lines_of, unknown)
     return samples
 
 
