@@ -39,6 +39,7 @@ from significance.training.checkpoints import (
     discard_previous_split,
     expect_own_checkpoints,
 )
+from significance.training.class_weighting import ClassWeightsFromSplit
 from significance.training.metrics_log import ContinueMetricsLog
 from significance.training.preflight import check_environment, validate_training_config
 from significance.training.tracking import finish_wandb, make_loggers
@@ -141,6 +142,7 @@ def build_datamodule(cfg: DictConfig, task: Task, output_dir: Path) -> ArtworkDa
         cache=data["cache"],
         cache_dir=Path(data["cache_dir"]),
         seed=data["seed"],
+        sampler=data["sampler"],
     )
     return ArtworkDataModule(
         task=task,
@@ -179,6 +181,7 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> L
     """Lightning's Trainer with the configured callbacks, atomic checkpoints and our samplers."""
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
     callbacks.append(ContinueMetricsLog())
+    callbacks.append(ClassWeightsFromSplit(to_plain(cfg.loss.class_weights)))
     return L.Trainer(
         **to_plain(cfg.trainer),
         logger=loggers,
