@@ -1,4 +1,4 @@
-"""Imbalanced classes: class weights from the training split, the balanced sampler."""
+"""Imbalanced classes: class weights, the balanced sampler, balanced accuracy in the results."""
 
 import csv
 import json
@@ -11,7 +11,9 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
+from sklearn.metrics import balanced_accuracy_score
 
+from hydra_plugins.significance_launcher.sweep_record import SweepJob, summary_row
 from significance.data.balance import class_weights
 from significance.data.samplers import BalancedSampler
 from significance.data.split import read_split
@@ -81,9 +83,14 @@ def test_class_weights_and_balanced_sampling_each_raise_the_minority_recall(
         (tmp_path / "run").rename(run_dir)
         runs[name] = (result, run_dir)
     recall = {name: recall_of(run_dir, "cyprus") for name, (_, run_dir) in runs.items()}
-    seen = f"cyprus recall on 12 test icons {recall}"
+    balanced = {name: result["test_balanced_acc"] for name, (result, _) in runs.items()}
+    seen = f"cyprus recall on 12 test icons {recall}, balanced accuracy {balanced}"
     for helped in ("class weights", "balanced sampler"):
         assert recall[helped] > recall["unweighted"], seen
+        # Not bought by calling every icon cyprus: the mean of both recalls rises too.
+        assert balanced[helped] > balanced["unweighted"], seen
+    for result, run_dir in runs.values():
+        check_balanced_accuracy_is_sklearns(result, run_dir)
     check_weights_are_the_training_splits(runs["class weights"][1], runs["unweighted"][1])
 
 
@@ -92,6 +99,16 @@ def recall_of(run_dir: Path, name: str) -> float:
     metrics = json.loads((run_dir / "test" / "metrics.json").read_text())
     assert metrics[f"test/support/{name}"] >= 10
     return metrics[f"test/recall/{name}"]
+
+
+def check_balanced_accuracy_is_sklearns(result: dict, run_dir: Path) -> None:
+    """result.json's test_balanced_acc is scikit-learn's balanced accuracy of its predictions."""
+    with (run_dir / "test" / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    truth = [row["true_class"] for row in rows]
+    predicted = [row["predicted_class"] for row in rows]
+    expected = balanced_accuracy_score(truth, predicted)
+    assert result["test_balanced_acc"] == pytest.approx(expected, abs=1e-6)
 
 
 def check_weights_are_the_training_splits(weighted_dir: Path, unweighted_dir: Path) -> None:
@@ -164,3 +181,9 @@ def test_balanced_sampler_deals_one_seeded_list_per_epoch_to_the_ranks():
     # Each class equally likely per draw, drawn with replacement: 2000 draws, a third each.
     drawn = Counter(labels[index] for epoch in range(20) for index in draws(labels, 1, 0, epoch))
     assert all(600 <= drawn[label] <= 730 for label in (0, 1, 2)), drawn
+
+
+def test_summary_rows_carry_the_balanced_accuracy(tmp_path: Path):
+    (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "test_balanced_acc": 0.5}))
+    row = summary_row(SweepJob(0, [], tmp_path, None), "ok")
+    assert row["test_balanced_acc"] == 0.5

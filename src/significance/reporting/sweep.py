@@ -45,6 +45,7 @@ TEST_SELECTED_NOTE = (
     "choosing on the test set inflates the figure."
 )
 OVERALL_ROW = "macro avg"  # the study's "overall" row: unweighted means over classes
+AVERAGE_ROWS = (OVERALL_ROW, "weighted avg")
 FIGURES = ("precision", "recall", "f1", "accuracy")
 # Overrides that make a job one seed (or fold) of a configuration rather than one of its own.
 NOT_CONFIGURATION = ("task", "seed", "group", "data.fold")
@@ -102,6 +103,11 @@ class Configuration:
     def rows(self) -> list[str]:
         """The row names of the per-class table, in the first job's order."""
         return [cells["name"] for cells in self.tables[0]]
+
+    @property
+    def classes(self) -> list[str]:
+        """The rows of the per-class table that are classes (not averages)."""
+        return [row for row in self.rows if row not in AVERAGE_ROWS]
 
 
 def configuration_overrides(overrides: str) -> set[str]:
@@ -201,10 +207,11 @@ def overview_table(configurations: Sequence[Configuration]) -> str:
                 str(overall["accuracy"]),
                 *(test_selected_cells(configuration, overall["accuracy"]) if selected else ()),
                 study_figure(configuration.task, "accuracy"),
+                str(overall["recall"]),  # balanced accuracy: the mean of the classes' recalls
                 str(overall["precision"]),
-                str(overall["recall"]),
                 str(overall["f1"]),
                 study_figure(configuration.task, "f1"),
+                support_cell(configuration),
             ]
         )
     header = (
@@ -213,10 +220,11 @@ def overview_table(configurations: Sequence[Configuration]) -> str:
         "accuracy (validation-selected)" if selected else "accuracy",
         *(("test-selected, as the study did", "difference") if selected else ()),
         "study accuracy",
+        "balanced accuracy (macro recall)",
         "macro precision",
-        "macro recall",
         "macro F1",
         "study F1",
+        "test images per class",
     )
     return markdown_table(header, rows)
 
@@ -227,6 +235,16 @@ def test_selected_cells(configuration: Configuration, ours: MeanStd | None) -> l
         return ["—", "—"]
     selected = MeanStd.of(configuration.test_selected)
     return [str(selected), f"{selected.mean - ours.mean:+.3f}"]
+
+
+def support_cell(configuration: Configuration) -> str:
+    """Each class's test images, the mean over seeds where their splits differ."""
+    supports = {row: configuration.figure(row, "support") for row in configuration.classes}
+    return ", ".join(
+        f"{row} {round(support.mean, 1):g}"
+        for row, support in supports.items()
+        if support is not None
+    )
 
 
 def per_class_table(configuration: Configuration) -> str:
@@ -258,8 +276,10 @@ def results_markdown(
         "Every figure is the mean ± sample standard deviation (n−1) over the seeds (and "
         "cross-validation folds) listed beside it, on each job's test split (a fold's test "
         "split is its held-out fold); a figure from a single job is marked "
-        "`(1 seed)`. Accuracy is over all test images; precision, recall and F1 are macro "
-        f'averages (unweighted over classes), the study\'s "overall" row. Study: {STUDY_SOURCE},'
+        "`(1 seed)`. Accuracy is over all test images; balanced accuracy is the mean of the "
+        "classes' recalls (macro recall), so a model that answers the largest class for every "
+        "image scores 1/k however large that class is; precision and F1 are macro averages "
+        f'(unweighted over classes), the study\'s "overall" row. Study: {STUDY_SOURCE},'
         " transcribed in `significance/reporting/study.py`; the study chose its checkpoints "
         "on the test set, these runs on a validation split.",
         FOLDS_NOTE if any(any(c.folds) for c in configurations) else TRAINING_SHARE_NOTE,

@@ -231,6 +231,8 @@ def job_result(
         **test_selected(model),
         "test_acc": metrics["test/acc"],
         "test_acc_macro": metrics["test/acc_macro"],
+        # The mean of the classes' recalls: what macro accuracy is (torchmetrics' conventions).
+        "test_balanced_acc": metrics["test/acc_macro"],
         "test_f1_macro": metrics["test/f1_macro"],
         "test_loss": metrics["test/loss"],
         "checkpoint": str(Path(trainer.checkpoint_callback.best_model_path).resolve()),
