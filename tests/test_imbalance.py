@@ -67,7 +67,7 @@ def make_imbalanced_collection(root: Path, seed: int = 0) -> Path:
 
 
 def test_class_weights_and_balanced_sampling_each_raise_the_minority_recall(
-    compose_train, tmp_path: Path
+    compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     root = make_imbalanced_collection(tmp_path / "collection")
     runs = {}
@@ -91,7 +91,7 @@ def test_class_weights_and_balanced_sampling_each_raise_the_minority_recall(
         assert balanced[helped] > balanced["unweighted"], seen
     for result, run_dir in runs.values():
         check_balanced_accuracy_is_sklearns(result, run_dir)
-    check_weights_are_the_training_splits(runs["class weights"][1], runs["unweighted"][1])
+    check_weights_are_the_training_splits(runs["class weights"][1], runs["unweighted"][1], caplog)
 
 
 def recall_of(run_dir: Path, name: str) -> float:
@@ -111,7 +111,9 @@ def check_balanced_accuracy_is_sklearns(result: dict, run_dir: Path) -> None:
     assert result["test_balanced_acc"] == pytest.approx(expected, abs=1e-6)
 
 
-def check_weights_are_the_training_splits(weighted_dir: Path, unweighted_dir: Path) -> None:
+def check_weights_are_the_training_splits(
+    weighted_dir: Path, unweighted_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """n / (k * n_c) of the training split, saved as plain floats; a resume restores them."""
     counts = Counter(sample.label for sample in read_split(weighted_dir / "split.csv")["train"])
     total = sum(counts.values())
@@ -124,11 +126,13 @@ def check_weights_are_the_training_splits(weighted_dir: Path, unweighted_dir: Pa
     assert torch.load(unweighted, weights_only=True)["hyper_parameters"]["class_weights"] is None
     model = load_classifier(checkpoint)
     assert model.loss_weights.tolist() == pytest.approx(expected)
-    # Resuming takes the checkpoint's weights, whatever the run computed at its setup.
+    # Resuming takes the checkpoint's weights, whatever the run computed at its setup, and
+    # says so when they differ.
     model.use_class_weights(None)
     model.on_load_checkpoint({"hyper_parameters": {"class_weights": saved}})
     assert model.loss_weights.tolist() == pytest.approx(expected)
     assert model.hparams.class_weights == saved
+    assert "Resuming with the run's class weights" in caplog.text
 
 
 def test_class_weights_balanced_given_or_none():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,8 @@ from significance.data.transforms import Preprocessing
 from significance.errors import CheckpointError
 from significance.models.build import build_classifier
 from significance.tasks import Task
+
+log = logging.getLogger(__name__)
 
 # Release 0.1 stored Adam's arguments alone ({lr, amsgrad, weight_decay, fused}, no _target_).
 RELEASE_0_1_OPTIMIZER = "torch.optim.Adam"
@@ -163,8 +166,15 @@ class ArtworkClassifier(L.LightningModule):
         checkpoint["test_accuracy_by_epoch"] = dict(self.test_accuracy_by_epoch)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A resumed run weighs its classes as it did before, whatever its split now says.
-        self.use_class_weights(checkpoint.get("hyper_parameters", {}).get("class_weights"))
+        # A resumed run weighs its classes as it did before, whatever it is now told.
+        saved = checkpoint.get("hyper_parameters", {}).get("class_weights")
+        if saved != self.hparams.get("class_weights"):
+            log.warning(
+                "Resuming with the run's class weights %s, not %s",
+                saved,
+                self.hparams.get("class_weights"),
+            )
+        self.use_class_weights(saved)
         self.test_accuracy_by_epoch = {
             int(epoch): float(value)
             for epoch, value in checkpoint.get("test_accuracy_by_epoch", {}).items()
