@@ -55,7 +55,12 @@ def test_summary_gathers_every_batch_of_the_search(search: Sweep):
     assert searched == {
         "objective": "best_val_acc",
         "direction": "maximize",
-        "parameters": ["optimizer.lr", "optimizer.weight_decay", "model.head"],
+        "parameters": [
+            "optimizer.lr",
+            "optimizer.weight_decay",
+            "model.head",
+            "loss.class_weights",
+        ],
     }
 
 
@@ -64,10 +69,9 @@ def test_results_name_the_best_trial_and_test_it_once(search: Sweep):
     values = [best_val_acc(row) for row in rows]
     best = values.index(max(values))
     results = (search.path / "results.md").read_text()
+    searched = json.loads((search.path / "search.json").read_text())["parameters"]
     sampled = " ".join(
-        item
-        for item in rows[best]["overrides"].split()
-        if item.split("=")[0] in ("optimizer.lr", "optimizer.weight_decay", "model.head")
+        item for item in rows[best]["overrides"].split() if item.split("=")[0] in searched
     )
     assert f"## Best trial: job {best} (`{sampled}`)" in results
     assert results.count("| task | seeds | accuracy |") == 1  # one trial's test figures

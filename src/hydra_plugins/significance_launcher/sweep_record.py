@@ -47,6 +47,7 @@ SUMMARY_COLUMNS = (
     "test_acc",
     "test_selected_acc",  # report_test_selected: the best test accuracy over epochs (the study's)
     "test_acc_macro",
+    "test_balanced_acc",  # the mean of the classes' recalls: not fooled by a majority class
     "test_f1_macro",
     "checkpoint",
     "wall_time_s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,11 +20,13 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from significance.data.datamodule import epoch_seed
+from significance.data.samplers import epoch_seed
 from significance.data.transforms import Preprocessing
 from significance.errors import CheckpointError
 from significance.models.build import build_classifier
 from significance.tasks import Task
+
+log = logging.getLogger(__name__)
 
 # Release 0.1 stored Adam's arguments alone ({lr, amsgrad, weight_decay, fused}, no _target_).
 RELEASE_0_1_OPTIMIZER = "torch.optim.Adam"
@@ -61,6 +64,7 @@ class ArtworkClassifier(L.LightningModule):
         channels_last: bool = False,
         scheduler: dict[str, Any] | None = None,
         commit: str | None = None,  # the code that trained it; None in checkpoints before 0.2
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -79,6 +83,9 @@ class ArtworkClassifier(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)
         self.criterion = nn.CrossEntropyLoss()
+        # loss.class_weights weigh the training loss only: validation and test stay comparable.
+        self.register_buffer("loss_weights", None, persistent=False)
+        self.use_class_weights(class_weights)
         self.train_metrics = summary_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = summary_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = summary_metrics(num_classes).clone(prefix="test/")
@@ -105,6 +112,11 @@ class ArtworkClassifier(L.LightningModule):
         logits = self(images)
         return self.criterion(logits, targets), logits
 
+    def use_class_weights(self, weights: list[float] | None) -> None:
+        """Weigh the training loss's classes (task order; None: equally), kept in the hparams."""
+        self.hparams["class_weights"] = None if weights is None else [float(w) for w in weights]
+        self.loss_weights = None if weights is None else torch.tensor(weights, device=self.device)
+
     def on_train_epoch_start(self) -> None:
         # Dropout's draws by seed, epoch and rank: a resumed run draws what an uninterrupted one
         # does (Lightning does not restore the global random state).
@@ -113,7 +125,8 @@ class ArtworkClassifier(L.LightningModule):
         )
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
-        loss, logits = self._step(batch)
+        logits = self(batch[0])
+        loss = nn.functional.cross_entropy(logits, batch[1], weight=self.loss_weights)
         self.train_metrics.update(logits, batch[1])
         self.log(
             "train/loss",
@@ -153,6 +166,15 @@ class ArtworkClassifier(L.LightningModule):
         checkpoint["test_accuracy_by_epoch"] = dict(self.test_accuracy_by_epoch)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed run weighs its classes as it did before, whatever it is now told.
+        saved = checkpoint.get("hyper_parameters", {}).get("class_weights")
+        if saved != self.hparams.get("class_weights"):
+            log.warning(
+                "Resuming with the run's class weights %s, not %s",
+                saved,
+                self.hparams.get("class_weights"),
+            )
+        self.use_class_weights(saved)
         self.test_accuracy_by_epoch = {
             int(epoch): float(value)
             for epoch, value in checkpoint.get("test_accuracy_by_epoch", {}).items()

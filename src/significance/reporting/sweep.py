@@ -8,12 +8,11 @@ hyperparameter search's `results.md` is another (`reporting/search.py`).
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from significance.errors import InputError
+from significance.reporting.configuration import FIGURES, OVERALL_ROW, Configuration, MeanStd
 from significance.reporting.out_of_fold import write_out_of_fold
 from significance.reporting.study import STUDY_RESULTS, STUDY_SOURCE
 from significance.reporting.tables import markdown_table, read_rows_csv, write_rows_csv
@@ -44,64 +43,8 @@ TEST_SELECTED_NOTE = (
     "its Table 5 like with like and never used to choose anything. *Difference*: how much "
     "choosing on the test set inflates the figure."
 )
-OVERALL_ROW = "macro avg"  # the study's "overall" row: unweighted means over classes
-FIGURES = ("precision", "recall", "f1", "accuracy")
 # Overrides that make a job one seed (or fold) of a configuration rather than one of its own.
 NOT_CONFIGURATION = ("task", "seed", "group", "data.fold")
-
-
-@dataclass(frozen=True)
-class MeanStd:
-    """One figure over seeds: mean, sample standard deviation (n-1; None for one seed), n."""
-
-    mean: float
-    std: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> MeanStd:
-        """Mean and spread of `values`."""
-        spread = statistics.stdev(values) if len(values) > 1 else None
-        return cls(statistics.mean(values), spread, len(values))
-
-    def __str__(self) -> str:
-        if self.std is None:
-            return f"{self.mean:.3f} (1 seed)"
-        return f"{self.mean:.3f} ± {self.std:.3f}"
-
-
-@dataclass
-class Configuration:
-    """The finished jobs of one task and one set of other overrides: one per seed and fold."""
-
-    task: str
-    overrides: str
-    seeds: list[str] = field(default_factory=list)
-    tables: list[list[dict[str, str]]] = field(default_factory=list)
-    # report_test_selected: each seed's best test accuracy over epochs, as the study chose.
-    test_selected: list[float] = field(default_factory=list)
-    folds: list[str] = field(default_factory=list)  # each job's fold ("" without folds)
-    job_dirs: list[Path] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        """The task, and the overrides that tell this configuration apart."""
-        return f"{self.task} ({self.overrides})" if self.overrides else self.task
-
-    def figure(self, row: str, column: str) -> MeanStd | None:
-        """`column` of the per-class table's `row` over seeds; None where no job has it."""
-        values = [
-            float(cells[column])
-            for table in self.tables
-            for cells in table
-            if cells["name"] == row and cells.get(column)
-        ]
-        return MeanStd.of(values) if values else None
-
-    @property
-    def rows(self) -> list[str]:
-        """The row names of the per-class table, in the first job's order."""
-        return [cells["name"] for cells in self.tables[0]]
 
 
 def configuration_overrides(overrides: str) -> set[str]:
@@ -201,10 +144,11 @@ def overview_table(configurations: Sequence[Configuration]) -> str:
                 str(overall["accuracy"]),
                 *(test_selected_cells(configuration, overall["accuracy"]) if selected else ()),
                 study_figure(configuration.task, "accuracy"),
+                str(overall["recall"]),  # balanced accuracy: the mean of the classes' recalls
                 str(overall["precision"]),
-                str(overall["recall"]),
                 str(overall["f1"]),
                 study_figure(configuration.task, "f1"),
+                support_cell(configuration),
             ]
         )
     header = (
@@ -213,10 +157,11 @@ def overview_table(configurations: Sequence[Configuration]) -> str:
         "accuracy (validation-selected)" if selected else "accuracy",
         *(("test-selected, as the study did", "difference") if selected else ()),
         "study accuracy",
+        "balanced accuracy (macro recall)",
         "macro precision",
-        "macro recall",
         "macro F1",
         "study F1",
+        "test images per class",
     )
     return markdown_table(header, rows)
 
@@ -227,6 +172,16 @@ def test_selected_cells(configuration: Configuration, ours: MeanStd | None) -> l
         return ["—", "—"]
     selected = MeanStd.of(configuration.test_selected)
     return [str(selected), f"{selected.mean - ours.mean:+.3f}"]
+
+
+def support_cell(configuration: Configuration) -> str:
+    """Each class's test images, the mean over seeds where their splits differ."""
+    supports = {row: configuration.figure(row, "support") for row in configuration.classes}
+    return ", ".join(
+        f"{row} {round(support.mean, 1):g}"
+        for row, support in supports.items()
+        if support is not None
+    )
 
 
 def per_class_table(configuration: Configuration) -> str:
@@ -258,8 +213,10 @@ def results_markdown(
         "Every figure is the mean ± sample standard deviation (n−1) over the seeds (and "
         "cross-validation folds) listed beside it, on each job's test split (a fold's test "
         "split is its held-out fold); a figure from a single job is marked "
-        "`(1 seed)`. Accuracy is over all test images; precision, recall and F1 are macro "
-        f'averages (unweighted over classes), the study\'s "overall" row. Study: {STUDY_SOURCE},'
+        "`(1 seed)`. Accuracy is over all test images; balanced accuracy is the mean of the "
+        "classes' recalls (macro recall), so a model that answers the largest class for every "
+        "image scores 1/k however large that class is; precision and F1 are macro averages "
+        f'(unweighted over classes), the study\'s "overall" row. Study: {STUDY_SOURCE},'
         " transcribed in `significance/reporting/study.py`; the study chose its checkpoints "
         "on the test set, these runs on a validation split.",
         FOLDS_NOTE if any(any(c.folds) for c in configurations) else TRAINING_SHARE_NOTE,

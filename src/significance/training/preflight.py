@@ -12,6 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from significance.config import to_plain
+from significance.data.balance import class_weight_problems, sampler_problems
 from significance.data.folds import fold_problems
 from significance.errors import ConfigurationError
 from significance.hardware import check_global_batch, usable_cores
@@ -54,6 +56,8 @@ def _value_problems(cfg: DictConfig) -> list[str]:
     if not 0 < cfg.data.val_fraction < 1:
         problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
     problems += fold_problems(cfg.data.get("folds"), cfg.data.get("fold"))
+    problems += sampler_problems(cfg.data.sampler)
+    problems += class_weight_problems(to_plain(cfg.loss.class_weights), list(cfg.task.classes))
     return problems
 
 

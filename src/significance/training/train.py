@@ -39,6 +39,7 @@ from significance.training.checkpoints import (
     discard_previous_split,
     expect_own_checkpoints,
 )
+from significance.training.class_weighting import ClassWeightsFromSplit
 from significance.training.metrics_log import ContinueMetricsLog
 from significance.training.preflight import check_environment, validate_training_config
 from significance.training.tracking import finish_wandb, make_loggers
@@ -141,6 +142,7 @@ def build_datamodule(cfg: DictConfig, task: Task, output_dir: Path) -> ArtworkDa
         cache=data["cache"],
         cache_dir=Path(data["cache_dir"]),
         seed=data["seed"],
+        sampler=data["sampler"],
     )
     return ArtworkDataModule(
         task=task,
@@ -179,6 +181,7 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> L
     """Lightning's Trainer with the configured callbacks, atomic checkpoints and our samplers."""
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
     callbacks.append(ContinueMetricsLog())
+    callbacks.append(ClassWeightsFromSplit(to_plain(cfg.loss.class_weights)))
     return L.Trainer(
         **to_plain(cfg.trainer),
         logger=loggers,
@@ -228,6 +231,8 @@ def job_result(
         **test_selected(model),
         "test_acc": metrics["test/acc"],
         "test_acc_macro": metrics["test/acc_macro"],
+        # The mean of the classes' recalls: what macro accuracy is (torchmetrics' conventions).
+        "test_balanced_acc": metrics["test/acc_macro"],
         "test_f1_macro": metrics["test/f1_macro"],
         "test_loss": metrics["test/loss"],
         "checkpoint": str(Path(trainer.checkpoint_callback.best_model_path).resolve()),
