@@ -23,6 +23,7 @@ from significance.data.datamodule import epoch_seed
 from significance.data.transforms import Preprocessing
 from significance.errors import CheckpointError
 from significance.models.build import build_classifier
+from significance.models.calibration import Calibration, calibrated_probabilities
 from significance.tasks import Task
 
 # Release 0.1 stored Adam's arguments alone ({lr, amsgrad, weight_decay, fused}, no _target_).
@@ -95,6 +96,8 @@ class ArtworkClassifier(L.LightningModule):
         self.test_each_epoch = MulticlassAccuracy(num_classes, average="micro")
         self.test_accuracy_by_epoch: dict[int, float] = {}
         self.test_results: dict[str, Any] = {}
+        # Set from the checkpoint by load_classifier; divides the logits of every probability.
+        self.calibration = Calibration()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -103,6 +106,10 @@ class ArtworkClassifier(L.LightningModule):
         images, targets = batch
         logits = self(images)
         return self.criterion(logits, targets), logits
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of `logits`, at the checkpoint's temperature (`calibration`)."""
+        return calibrated_probabilities(logits, self.calibration.temperature)
 
     def on_train_epoch_start(self) -> None:
         # Dropout's draws by seed, epoch and rank: a resumed run draws what an uninterrupted one
@@ -159,7 +166,7 @@ class ArtworkClassifier(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_results = {}
-        self.test_probabilities: list[torch.Tensor] = []
+        self.test_logits: list[torch.Tensor] = []
         self.test_targets: list[torch.Tensor] = []
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
@@ -168,7 +175,7 @@ class ArtworkClassifier(L.LightningModule):
         self.test_metrics.update(logits, targets)
         self.test_per_class.update(logits, targets)
         self.test_loss.update(loss, weight=len(targets))
-        self.test_probabilities.append(logits.float().softmax(dim=1).cpu())
+        self.test_logits.append(logits.float().cpu())
         self.test_targets.append(targets.cpu())
 
     def on_test_epoch_end(self) -> None:
@@ -187,6 +194,10 @@ class ArtworkClassifier(L.LightningModule):
         self.test_metrics.reset()
         self.test_per_class.reset()
         self.test_loss.reset()
+
+    def predict_step(self, batch: tuple, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and targets of a labelled batch (the validation split, to calibrate on)."""
+        return self(batch[0]).float().cpu(), batch[1].cpu()
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         """The configured optimizer and, when one is configured, its schedule (once an epoch)."""
@@ -245,8 +256,13 @@ def read_checkpoint(
         ) from error
 
 
-def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClassifier:
-    """Rebuild a trained classifier from its checkpoint alone, loading only plain data."""
+def load_classifier(
+    path: str | Path, map_location: str = "cpu", calibrated: bool = True
+) -> ArtworkClassifier:
+    """Rebuild a trained classifier from its checkpoint alone, loading only plain data.
+
+    Its probabilities use the checkpoint's temperature, or 1 when not `calibrated`.
+    """
     path = Path(path)
     checkpoint = read_checkpoint(path, map_location)
     hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
@@ -272,4 +288,6 @@ def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClass
             f"model {hyper_parameters['model'].get('name')!r}): "
             f"{str(error).splitlines()[-1].strip() or error}"
         ) from error
+    calibration = Calibration.from_checkpoint(checkpoint)
+    model.calibration = calibration if calibrated else calibration.turned_off()
     return model.eval()

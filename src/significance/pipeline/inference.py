@@ -88,17 +88,22 @@ def model_input(pixels: torch.Tensor, preprocessing: Preprocessing) -> torch.Ten
 
 
 @torch.inference_mode()
-def probabilities(model: ArtworkClassifier, pixels: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N x classes, on the CPU) of `model` for a uint8 batch."""
+def logits(model: ArtworkClassifier, pixels: torch.Tensor) -> torch.Tensor:
+    """Logits (N x classes, float32 on the CPU) of `model` for a uint8 batch."""
     device = next(model.parameters()).device
-    logits = model(model_input(pixels.to(device), model.preprocessing))
-    return logits.float().softmax(dim=1).cpu()
+    return model(model_input(pixels.to(device), model.preprocessing)).float().cpu()
 
 
-def stage2_probabilities(
+def probabilities(model: ArtworkClassifier, pixels: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N x classes, on the CPU) of `model` for a uint8 batch, calibrated
+    with the temperature of its checkpoint (1 with `calibration=none`)."""
+    return model.probabilities(logits(model, pixels))
+
+
+def stage2_logits(
     pipeline: Pipeline, pixels: torch.Tensor, routes: Sequence[str | None]
 ) -> dict[str, dict[int, torch.Tensor]]:
-    """`{task id: {position: probabilities}}`: each image only through its route's models."""
+    """`{task id: {position: logits}}`: each image only through its route's models."""
     results: dict[str, dict[int, torch.Tensor]] = {}
     for artwork_type, fields in pipeline.stage2.items():
         positions = [i for i, route in enumerate(routes) if route == artwork_type]
@@ -106,6 +111,5 @@ def stage2_probabilities(
             continue
         subset = pixels[positions]
         for model in fields.values():
-            probs = probabilities(model, subset)
-            results[model.task.id] = dict(zip(positions, probs, strict=True))
+            results[model.task.id] = dict(zip(positions, logits(model, subset), strict=True))
     return results

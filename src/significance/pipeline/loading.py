@@ -102,12 +102,15 @@ def spec_from_sweep(sweep_dir: str | Path) -> PipelineSpec:
     return PipelineSpec(stage1=stage1_rows[0]["checkpoint"], stage2=stage2)
 
 
-def load_pipeline(spec: PipelineSpec, accelerator: str = "auto") -> Pipeline:
+def load_pipeline(
+    spec: PipelineSpec, accelerator: str = "auto", calibrated: bool = True
+) -> Pipeline:
     """Load every checkpoint once (weights only) and check each sits in its slot.
 
-    Reads checkpoints only, no image: a misconfigured pipeline stops before any work.
+    Reads checkpoints only, no image: a misconfigured pipeline stops before any work. Each
+    model's probabilities use its checkpoint's temperature unless not `calibrated`.
     """
-    stage1 = load_classifier(spec.stage1)
+    stage1 = load_classifier(spec.stage1, calibrated=calibrated)
     if stage1.task.stage != 1:
         raise PipelineError(
             f"stage-1 slot holds {spec.stage1}, a stage-{stage1.task.stage} checkpoint of task "
@@ -122,7 +125,7 @@ def load_pipeline(spec: PipelineSpec, accelerator: str = "auto") -> Pipeline:
                 f"({spec.stage1}) never predicts; its types are {list(stage1.task.classes)}"
             )
         for name, path in fields.items():
-            model = load_classifier(path)
+            model = load_classifier(path, calibrated=calibrated)
             task = model.task
             if (task.stage, task.artwork_type, task.field) != (2, artwork_type, name):
                 raise PipelineError(

@@ -21,7 +21,7 @@ from significance.pipeline.inference import (
     decode_size,
     decoded_batches,
     probabilities,
-    stage2_probabilities,
+    stage2_logits,
 )
 from significance.pipeline.loading import Pipeline, PipelineSpec, load_pipeline
 
@@ -92,12 +92,17 @@ def predict(
     batch_size: int = 64,
     num_workers: int | str = "auto",
     accelerator: str = "auto",
+    calibrated: bool = True,
 ) -> list[dict[str, Any]]:
-    """Classify every file of `source`; write `predictions.csv` and `.jsonl`; return the rows."""
+    """Classify every file of `source`; write `predictions.csv` and `.jsonl`; return the rows.
+
+    Probabilities, and the thresholds on them, are calibrated (each checkpoint's temperature)
+    unless not `calibrated`, when a spec is loaded here.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(pipeline, PipelineSpec):
-        pipeline = load_pipeline(pipeline, accelerator)  # every checkpoint checked before any image
+    if isinstance(pipeline, PipelineSpec):  # every checkpoint checked before any image
+        pipeline = load_pipeline(pipeline, accelerator, calibrated)
     paths = list_inputs(source)
     columns = output_columns(pipeline)
     thresholds = (stage1_threshold, stage2_threshold)
@@ -163,10 +168,11 @@ def fill_rows(
         )
     routes = [row[TYPE_COLUMN] for row in rows]
     models = pipeline.models()
-    for task_id, by_position in stage2_probabilities(pipeline, pixels, routes).items():
-        for position, probs in by_position.items():
+    for task_id, by_position in stage2_logits(pipeline, pixels, routes).items():
+        model = models[task_id]
+        for position, row_logits in by_position.items():
             rows[position][task_id], rows[position][task_id + PROBABILITY_SUFFIX] = label_of(
-                probs, models[task_id].task.classes, stage2_threshold
+                model.probabilities(row_logits), model.task.classes, stage2_threshold
             )
 
 

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from significance.errors import ConfigurationError
 from significance.hardware import check_global_batch, usable_cores
@@ -39,7 +39,7 @@ def check_values(cfg: DictConfig) -> None:
 
 def validate_training_config(cfg: DictConfig) -> None:
     """Refuse settings that cannot work, before any data is read or model built."""
-    problems = [*_value_problems(cfg), *_global_batch_problems(cfg)]
+    problems = [*_value_problems(cfg), *_global_batch_problems(cfg), *_calibration_problems(cfg)]
     if problems:
         raise ConfigurationError("; ".join(problems))
 
@@ -53,6 +53,16 @@ def _value_problems(cfg: DictConfig) -> list[str]:
     if not 0 < cfg.data.val_fraction < 1:
         problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
     return problems
+
+
+def _calibration_problems(cfg: DictConfig) -> list[str]:
+    from significance.models.calibration import CalibrationSettings  # loads torch
+
+    try:  # here, not once training has ended and the temperature is fitted
+        CalibrationSettings.from_config(OmegaConf.to_container(cfg.get("calibration") or {}))
+    except ConfigurationError as error:
+        return [str(error)]
+    return []
 
 
 def _global_batch_problems(cfg: DictConfig) -> list[str]:
