@@ -28,7 +28,7 @@ from significance.pipeline import precision
 from significance.pipeline.end_to_end import evaluate_pipeline
 from significance.pipeline.loading import PipelineSpec, load_pipeline, spec_from_sweep
 from significance.pipeline.predict import predict
-from significance.training.calibration import store_calibration
+from significance.training.calibration import calibrate_checkpoint, store_calibration
 from significance.training.preflight import validate_training_config
 
 SETTINGS = CalibrationSettings()
@@ -59,7 +59,7 @@ def test_the_fit_recovers_a_known_temperature(temperature: float):
 @pytest.mark.parametrize(
     "case, reason",
     [
-        ("small", "too few validation images (29"),
+        ("small", "too few validation images: 29"),
         ("perfect", "accuracy 1.0"),
         ("overconfident", "at the lowest temperature, 0.05"),
         ("useless", "at the highest temperature, 20"),
@@ -162,6 +162,22 @@ def test_evaluation_uses_the_temperature_and_calibration_none_leaves_it_out(
     assert "calibration=none" in (tmp_path / "off" / "report.md").read_text()
 
 
+def test_training_fits_on_the_validation_split_unless_calibration_none(
+    all_tasks_sweep: Sweep, compose_train, tmp_path: Path
+):
+    checkpoint = copied_checkpoint(all_tasks_sweep, "coins/material", tmp_path / "run")
+    off = CalibrationSettings.from_config(compose_train("calibration=none").calibration)
+    calibrate_checkpoint(checkpoint, off, accelerator="cpu", num_workers=0)
+    assert load_classifier(checkpoint).calibration == Calibration(
+        "none", reason="turned off at training (calibration=none)"
+    )
+    # What train() runs when training ends: every validation image scored, none of the test.
+    small = CalibrationSettings(min_images=1000)
+    record = calibrate_checkpoint(checkpoint, small, accelerator="cpu", num_workers=0)
+    assert record.images == len(read_split(tmp_path / "run" / "split.csv")["val"])
+    assert load_classifier(checkpoint).calibration == record and not record.fitted
+
+
 def test_an_old_checkpoint_loads_with_temperature_1():
     fixture = (
         Path(__file__).parent / "fixtures" / "release_0_1" / "sweep" / "0_icons-location_seed0"
@@ -238,6 +254,7 @@ def test_pipeline_evaluation_reports_calibration_and_target_precision(
             all_tasks_sweep.job_dir(task_id) / "checkpoints" / "best.ckpt", weights_only=True
         )
         calibration = metrics["calibration"][task_id]
+        assert (tmp_path / task_id.replace("/", "-") / "reliability.png").is_file()
         assert calibration["temperature"] == stored["calibration"]["temperature"]
         assert 0 <= calibration["ece"] <= 1 and 0 <= calibration["ece_calibrated"] <= 1
         chosen = metrics["target_precision"]["models"][task_id]

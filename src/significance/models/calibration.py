@@ -119,9 +119,8 @@ def fit_temperature(
     count = len(targets)
     refused = Calibration(settings.method, images=count)
     if count < settings.min_images:
-        reason = (
-            f"too few validation images ({count}, calibration.min_images={settings.min_images})"
-        )
+        minimum = settings.min_images
+        reason = f"too few validation images: {count}, below calibration.min_images={minimum}"
         return replace(refused, reason=reason)
     if bool((logits.argmax(dim=1) == targets).all()):
         reason = (

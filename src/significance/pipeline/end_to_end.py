@@ -25,7 +25,8 @@ from significance.pipeline.inference import (
 from significance.pipeline.loading import Pipeline, PipelineSpec, load_pipeline
 from significance.pipeline.precision import check_target_precision, target_precision_figures
 from significance.pipeline.report import format_report
-from significance.run_files import SPLIT_FILE
+from significance.reporting.calibration import write_reliability_png
+from significance.run_files import RELIABILITY_FILE, SPLIT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def evaluate_pipeline(
         metrics["target_precision"] = target_precision_figures(
             pipeline, tested, target_precision, batch_size, num_workers
         )
+    write_reliability_diagrams(scores, output_dir)
     write_json(output_dir / "pipeline_metrics.json", metrics)
     report = format_report(metrics)
     (output_dir / "pipeline_report.md").write_text(report)
@@ -186,6 +188,19 @@ class Scores:
             "thresholds": {task: threshold_table(self.decisions(task)) for task in self.outputs},
             "calibration": {task_id: self.calibration(task_id) for task_id in self.outputs},
         }
+
+
+def write_reliability_diagrams(scores: Scores, output_dir: Path) -> None:
+    """Each model's reliability diagram of its decisions, `<output_dir>/<task>/reliability.png`."""
+    for task_id, model in scores.pipeline.models().items():
+        model_logits, truths = scores.stacked(task_id)
+        if not len(truths):
+            continue
+        panels = [(f"T = {model.calibration.temperature:.3g}", model.probabilities(model_logits))]
+        if model.calibration.temperature != 1:
+            panels.insert(0, ("before calibration (T = 1)", model_logits.softmax(dim=1)))
+        path = output_dir / model.task.slug / RELIABILITY_FILE
+        write_reliability_png(panels, truths, path, task_id)
 
 
 def tally(count: Counter, field_right: bool, routed_right: bool) -> None:

@@ -65,7 +65,8 @@ def calibration_lines(calibration: dict[str, dict[str, Any]]) -> list[str]:
         "",
         "Probabilities here and in `predict.py` are softmax(logits / T), T fitted on each "
         "model's validation split when it was trained (`calibration=none`: T = 1). Expected "
-        "calibration error (l1, 15 bins) of each model's decisions above, at T = 1 and at its T.",
+        "calibration error (l1, 15 bins) of each model's decisions above, at T = 1 and at its T;"
+        " its reliability diagram in `<task>/reliability.png`.",
         "",
         "| model | temperature | ECE, T = 1 | ECE, calibrated |",
         "|---|---|---|---|",
