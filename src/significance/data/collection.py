@@ -24,6 +24,24 @@ from significance.tasks import ARTWORK_TYPE_FIELD, Task
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("annotations", "folders")
+# Who gave a label, as `<field>_source` of the annotations table says: empty is the catalogue's
+# own value, `review:<date>` a person's decision, `model:<checkpoint id>` a merged prediction.
+LABEL_SOURCES = ("catalogue", "review", "model")
+SOURCE_SUFFIX = "_source"
+
+
+def label_source(cell: str | None) -> str:
+    """The source of a label from its `<field>_source` cell: catalogue, review or model."""
+    text = (cell or "").strip()
+    return text.split(":", 1)[0] if text else "catalogue"
+
+
+def check_label_sources(sources: Iterable[str]) -> tuple[str, ...]:
+    """`data.label_sources` as a tuple, every name one of `LABEL_SOURCES`."""
+    sources = tuple(sources)
+    if unknown := sorted(set(sources) - set(LABEL_SOURCES)):
+        raise CollectionError(f"data.label_sources: unknown {unknown}; known {LABEL_SOURCES}")
+    return sources
 
 
 def table_path(raw: str) -> str:
@@ -69,6 +87,7 @@ def index_collection(
     facts_file: str | Path | None = None,
     group_duplicates: bool = False,
     duplicate_distance: int = 6,
+    label_sources: Iterable[str] = LABEL_SOURCES,
 ) -> tuple[list[Sample], list[SkippedFile]]:
     """List the labelled images of `task` in the collection, sorted by path.
 
@@ -76,12 +95,13 @@ def index_collection(
     and mtime): files that are missing, truncated or not images are returned as skipped
     instead of failing the run.
     With `group_duplicates`, exact and near-duplicate images join one group, so that a split
-    never puts copies of one image on both sides.
+    never puts copies of one image on both sides. Labels whose source (`label_source`) is not
+    among `label_sources` count as unknown.
     """
     root = Path(root)
     if not root.is_dir():
         raise CollectionError(f"data.root {root} is not a folder")
-    samples = read_labels(root, layout, task, annotations_file)
+    samples = read_labels(root, layout, task, annotations_file, label_sources)
     facts = scan_files(
         (root / sample.path for sample in samples),
         facts_file,
@@ -112,10 +132,16 @@ def index_collection(
     return sorted(readable, key=lambda s: s.path), skipped
 
 
-def read_labels(root: Path, layout: str, task: Task, annotations_file: str) -> list[Sample]:
+def read_labels(
+    root: Path,
+    layout: str,
+    task: Task,
+    annotations_file: str,
+    label_sources: Iterable[str] = LABEL_SOURCES,
+) -> list[Sample]:
     """The labelled samples of `task` as the layout lists them (the files are not read)."""
     if layout == "annotations":
-        samples = _read_annotations(root, root / annotations_file, task)
+        samples = _read_annotations(root, root / annotations_file, task, label_sources)
     elif layout == "folders":
         samples = _read_class_folders(root, task)
     else:
@@ -126,7 +152,11 @@ def read_labels(root: Path, layout: str, task: Task, annotations_file: str) -> l
 
 
 def collection_labels(
-    root: Path, layout: str, tasks: Iterable[Task], annotations_file: str = "annotations.csv"
+    root: Path,
+    layout: str,
+    tasks: Iterable[Task],
+    annotations_file: str = "annotations.csv",
+    label_sources: Iterable[str] = LABEL_SOURCES,
 ) -> list[Sample]:
     """Every image of the collection once per task it is labelled for, labelled `<task>=<class>`.
 
@@ -136,7 +166,7 @@ def collection_labels(
     labels = []
     for task in tasks:
         try:
-            samples = read_labels(root, layout, task, annotations_file)
+            samples = read_labels(root, layout, task, annotations_file, label_sources)
         except CollectionError:
             continue
         labels.extend(Sample(s.path, f"{task.id}={s.label}", s.group) for s in samples)
@@ -177,8 +207,13 @@ def merge_duplicate_groups(
     return [replace(sample, group=group_of[sample.group]) for sample in samples]
 
 
-def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
-    """Rows of the annotations table that carry a label for `task`."""
+def _read_annotations(
+    root: Path, table: Path, task: Task, label_sources: Iterable[str] = LABEL_SOURCES
+) -> list[Sample]:
+    """Rows of the annotations table that carry a label for `task` from one of `label_sources`."""
+    sources = check_label_sources(label_sources)
+    # Stage 2 trusts a row's artwork type only from an allowed source too.
+    fields = (task.field,) if task.stage == 1 else (ARTWORK_TYPE_FIELD, task.field)
     if not table.is_file():
         raise CollectionError(
             f"annotations table {table} not found: set data.annotations_file, "
@@ -199,8 +234,10 @@ def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
             if task.stage == 2 and row[ARTWORK_TYPE_FIELD].strip() != task.artwork_type:
                 continue
             label = (row[task.field] or "").strip()
-            if not label:
-                continue  # unknown for this image: it takes no part in the task
+            if not label or any(
+                label_source(row.get(field + SOURCE_SUFFIX)) not in sources for field in fields
+            ):
+                continue  # unknown for this image (or from a source left out): no part in it
             if label not in task.classes:
                 unknown.setdefault(label, []).append(line)
                 continue

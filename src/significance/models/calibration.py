@@ -176,16 +176,17 @@ def calibrated_probabilities(logits: torch.Tensor, temperature: float) -> torch.
     return (logits.float() / temperature).softmax(dim=-1)
 
 
+def expected_calibration_error(probabilities: torch.Tensor, targets: torch.Tensor) -> float:
+    """Expected calibration error (l1, 15 bins) of class probabilities (N x classes)."""
+    classes = probabilities.shape[1]
+    return float(multiclass_calibration_error(probabilities, targets, classes, ECE_BINS, ECE_NORM))
+
+
 def calibration_errors(
     logits: torch.Tensor, targets: torch.Tensor, temperature: float
 ) -> tuple[float, float]:
-    """Expected calibration error (l1, 15 bins) at temperature 1, then at `temperature`."""
-    classes = logits.shape[1]
+    """Expected calibration error of `logits` at temperature 1, then at `temperature`."""
     return tuple(
-        float(
-            multiclass_calibration_error(
-                calibrated_probabilities(logits, t), targets, classes, ECE_BINS, ECE_NORM
-            )
-        )
+        expected_calibration_error(calibrated_probabilities(logits, t), targets)
         for t in (1.0, temperature)
     )

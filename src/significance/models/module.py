@@ -61,6 +61,7 @@ class ArtworkClassifier(L.LightningModule):
         split_file: str | None = None,
         channels_last: bool = False,
         scheduler: dict[str, Any] | None = None,
+        commit: str | None = None,  # the code that trained it; None in checkpoints before 0.2
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

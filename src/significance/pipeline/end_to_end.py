@@ -14,19 +14,19 @@ from significance.checkpoint_evaluation import images_seen_by
 from significance.data.run_split import CollectionSettings, make_split
 from significance.errors import ConfigurationError, InputError
 from significance.files import write_json
-from significance.models.calibration import calibration_errors
+from significance.models.calibration import expected_calibration_error
+from significance.models.ensemble import FoldEnsemble
 from significance.pipeline.inference import (
     Decoded,
     decode_size,
     decoded_batches,
-    logits,
-    stage2_logits,
+    probability_pair,
+    stage2_probability_pairs,
 )
 from significance.pipeline.loading import Pipeline, PipelineSpec, load_pipeline
 from significance.pipeline.precision import check_target_precision, target_precision_figures
-from significance.pipeline.report import format_report
-from significance.reporting.calibration import write_reliability_png
-from significance.run_files import RELIABILITY_FILE, SPLIT_FILE
+from significance.pipeline.report import format_report, write_reliability_diagrams
+from significance.run_files import SPLIT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ FIELD_COUNTS = (
 
 
 def evaluate_pipeline(
-    spec: PipelineSpec,
+    spec: PipelineSpec | Pipeline,
     output_dir: str | Path,
     data: dict[str, Any] | None = None,
     batch_size: int = 64,
@@ -70,13 +70,14 @@ def evaluate_pipeline(
     check_target_precision(target_precision)  # before any model or image is read
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = load_pipeline(spec, accelerator, calibrated)
+    pipeline = spec if isinstance(spec, Pipeline) else load_pipeline(spec, accelerator, calibrated)
     collection = collection_of(pipeline, data, facts_file)
     seen = seen_by_pipeline(pipeline) if exclude_seen else set()
     labels, excluded = collection_labels(pipeline, collection, output_dir, seen)
     if not labels:
         raise InputError(
-            f"every labelled image of {collection.root} trained some model of the pipeline"
+            f"every labelled image of {collection.root} trained some model of the pipeline (fold "
+            "models of a cross-validation saw them all between them): set data.root=<another>"
         )
     paths = sorted(labels)
     scores = Scores(pipeline)
@@ -91,6 +92,7 @@ def evaluate_pipeline(
         "excluded_trained_on": excluded,
         "unreadable": scores.unreadable,
         "checkpoints": pipeline.checkpoints,
+        "models": pipeline.describe(),
         **scores.metrics(),
     }
     if target_precision is not None:
@@ -98,7 +100,8 @@ def evaluate_pipeline(
         metrics["target_precision"] = target_precision_figures(
             pipeline, tested, target_precision, batch_size, num_workers
         )
-    write_reliability_diagrams(scores, output_dir)
+    stacked = {task_id: scores.stacked(task_id) for task_id in scores.outputs}
+    write_reliability_diagrams(pipeline, stacked, output_dir)
     write_json(output_dir / "pipeline_metrics.json", metrics)
     report = format_report(metrics)
     (output_dir / "pipeline_report.md").write_text(report)
@@ -115,8 +118,9 @@ class Scores:
         self.stage1_correct = 0
         self.unreadable: list[str] = []
         self.counts: dict[str, Counter] = {task_id: Counter() for task_id in pipeline.field_tasks}
-        # (logits, true class) of every decision of each model: its thresholds and calibration.
-        self.outputs: dict[str, list[tuple[torch.Tensor, int]]] = {
+        # (calibrated probabilities, at T = 1, true class) of every decision of each model: its
+        # thresholds and calibration.
+        self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, int]]] = {
             task_id: [] for task_id in (pipeline.stage1.task.id, *pipeline.field_tasks)
         }
 
@@ -132,47 +136,50 @@ class Scores:
         """Score images that decoded, each with its labels (`{task id: label}`)."""
         stage1_task = self.pipeline.stage1.task
         true_types = [label[stage1_task.id] for label in true_labels]
-        stage1_logits = logits(self.pipeline.stage1, pixels)
-        # The temperature never changes the top class: routing is the same calibrated or not.
-        routed = [stage1_task.classes[i] for i in stage1_logits.argmax(dim=1).tolist()]
+        calibrated, plain = probability_pair(self.pipeline.stage1, pixels)
+        # The top class is the calibrated one: an ensemble's mean may differ from T = 1's.
+        routed = [stage1_task.classes[i] for i in calibrated.argmax(dim=1).tolist()]
         right = [r == t for r, t in zip(routed, true_types, strict=True)]
         self.images += len(right)
         self.stage1_correct += sum(right)
         truths = [stage1_task.classes.index(t) for t in true_types]
-        self.outputs[stage1_task.id] += zip(stage1_logits, truths, strict=True)
+        self.outputs[stage1_task.id] += zip(calibrated, plain, truths, strict=True)
         # Each field model on the images of its true type: "the model alone".
-        given = stage2_logits(self.pipeline, pixels, true_types)
+        given = stage2_probability_pairs(self.pipeline, pixels, true_types)
         for task_id, by_position in given.items():
             classes = list(self.pipeline.models()[task_id].task.classes)
-            for position, row in by_position.items():
+            for position, (probs, plain_probs) in by_position.items():
                 truth = true_labels[position].get(task_id)
                 if truth is not None:
-                    field_right = classes[int(row.argmax())] == truth
-                    self.outputs[task_id].append((row, classes.index(truth)))
+                    field_right = classes[int(probs.argmax())] == truth
+                    self.outputs[task_id].append((probs, plain_probs, classes.index(truth)))
                     tally(self.counts[task_id], field_right, right[position])
 
-    def stacked(self, task_id: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The logits (N x classes) and true class indices of one model's decisions."""
-        model = self.pipeline.models()[task_id]
+    def stacked(self, task_id: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities, those at T = 1 (N x classes) and true classes of one model."""
         if not self.outputs[task_id]:
-            return torch.zeros(0, len(model.task.classes)), torch.zeros(0, dtype=torch.long)
-        rows, truths = zip(*self.outputs[task_id], strict=True)
-        return torch.stack(rows), torch.tensor(truths)
+            classes = len(self.pipeline.models()[task_id].task.classes)
+            empty = torch.zeros(0, classes)
+            return empty, empty, torch.zeros(0, dtype=torch.long)
+        calibrated, plain, truths = zip(*self.outputs[task_id], strict=True)
+        return torch.stack(calibrated), torch.stack(plain), torch.tensor(truths)
 
     def decisions(self, task_id: str) -> list[tuple[float, bool]]:
         """(top calibrated probability, right?) of each decision of one model."""
-        model_logits, truths = self.stacked(task_id)
-        top, predicted = self.pipeline.models()[task_id].probabilities(model_logits).max(dim=1)
+        calibrated, _, truths = self.stacked(task_id)
+        top, predicted = calibrated.max(dim=1)
         return list(zip(top.tolist(), (predicted == truths).tolist(), strict=True))
 
     def calibration(self, task_id: str) -> dict[str, Any]:
-        """One model's temperature and its expected calibration error here, before and after."""
-        model = self.pipeline.models()[task_id]
-        model_logits, truths = self.stacked(task_id)
+        """One model's temperatures (an ensemble's, one per member) and its expected
+        calibration error here, at T = 1 and calibrated."""
+        calibrated, plain, truths = self.stacked(task_id)
         before = after = None
         if len(truths):
-            before, after = calibration_errors(model_logits, truths, model.calibration.temperature)
-        return {**model.calibration.to_dict(), "ece": before, "ece_calibrated": after}
+            before = expected_calibration_error(plain, truths)
+            after = expected_calibration_error(calibrated, truths)
+        records = [member.calibration.to_dict() for member in self.pipeline.members(task_id)]
+        return {"models": records, "ece": before, "ece_calibrated": after}
 
     def metrics(self) -> dict[str, Any]:
         """Stage 1's accuracy, each field's counts, and the table of thresholds of each model."""
@@ -188,19 +195,6 @@ class Scores:
             "thresholds": {task: threshold_table(self.decisions(task)) for task in self.outputs},
             "calibration": {task_id: self.calibration(task_id) for task_id in self.outputs},
         }
-
-
-def write_reliability_diagrams(scores: Scores, output_dir: Path) -> None:
-    """Each model's reliability diagram of its decisions, `<output_dir>/<task>/reliability.png`."""
-    for task_id, model in scores.pipeline.models().items():
-        model_logits, truths = scores.stacked(task_id)
-        if not len(truths):
-            continue
-        panels = [(f"T = {model.calibration.temperature:.3g}", model.probabilities(model_logits))]
-        if model.calibration.temperature != 1:
-            panels.insert(0, ("before calibration (T = 1)", model_logits.softmax(dim=1)))
-        path = output_dir / model.task.slug / RELIABILITY_FILE
-        write_reliability_png(panels, truths, path, task_id)
 
 
 def tally(count: Counter, field_right: bool, routed_right: bool) -> None:
@@ -280,8 +274,14 @@ def collection_labels(
 
 
 def seen_by_pipeline(pipeline: Pipeline) -> set[str]:
-    """SHA-256 of every image any model of the pipeline trained or validated on."""
+    """SHA-256 of every image any model of the pipeline (or of an ensemble) trained or
+    validated on: every image of the collection, for the fold models of a cross-validation."""
     seen: set[str] = set()
     for task_id, model in pipeline.models().items():
-        seen |= images_seen_by(pipeline.checkpoints[task_id], model)
+        paths = pipeline.checkpoints[task_id]
+        if isinstance(model, FoldEnsemble):
+            for member, path in zip(model.members, paths, strict=True):
+                seen |= images_seen_by(path, member)
+        else:
+            seen |= images_seen_by(paths if isinstance(paths, str) else paths[0], model)
     return seen

@@ -19,6 +19,7 @@ from significance.checkpoint_evaluation import recorded_split_file
 from significance.data.collection import table_path
 from significance.data.split import read_split
 from significance.errors import ConfigurationError, InputError
+from significance.models.ensemble import FoldEnsemble
 from significance.models.module import ArtworkClassifier
 from significance.pipeline.inference import decode_size, decoded_batches, probabilities
 from significance.pipeline.loading import Pipeline
@@ -26,6 +27,8 @@ from significance.pipeline.loading import Pipeline
 log = logging.getLogger(__name__)
 
 Decisions = Sequence[tuple[float, bool]]  # (top probability, right?) per image
+# Each fold model validated on images that other folds trained on: no split is unseen by all.
+ENSEMBLE_REASON = "an ensemble of fold models has no validation split that none of them saw"
 
 
 def check_target_precision(target: float | None) -> None:
@@ -69,10 +72,19 @@ def target_precision_figures(
     num_workers: int | str = "auto",
 ) -> dict[str, Any]:
     """Per model: the threshold reaching `target` on its validation split, with its precision
-    and coverage there and on `tested` (that model's decisions on the evaluated images)."""
+    and coverage there and on `tested` (that model's decisions on the evaluated images). None
+    for a fold ensemble (`reason`)."""
     check_target_precision(target)
     models = {}
     for task_id, model in pipeline.models().items():
+        if isinstance(model, FoldEnsemble):
+            models[task_id] = {
+                "threshold": None,
+                "reason": ENSEMBLE_REASON,
+                "validation": answered_figures([], None),
+                "test": answered_figures(tested.get(task_id, []), None),
+            }
+            continue
         validation = validation_decisions(
             pipeline, pipeline.checkpoints[task_id], model, batch_size, num_workers
         )

@@ -21,7 +21,7 @@ from significance.pipeline.inference import (
     decode_size,
     decoded_batches,
     probabilities,
-    stage2_logits,
+    stage2_probabilities,
 )
 from significance.pipeline.loading import Pipeline, PipelineSpec, load_pipeline
 
@@ -168,11 +168,10 @@ def fill_rows(
         )
     routes = [row[TYPE_COLUMN] for row in rows]
     models = pipeline.models()
-    for task_id, by_position in stage2_logits(pipeline, pixels, routes).items():
-        model = models[task_id]
-        for position, row_logits in by_position.items():
+    for task_id, by_position in stage2_probabilities(pipeline, pixels, routes).items():
+        for position, probs in by_position.items():
             rows[position][task_id], rows[position][task_id + PROBABILITY_SUFFIX] = label_of(
-                model.probabilities(row_logits), model.task.classes, stage2_threshold
+                probs, models[task_id].task.classes, stage2_threshold
             )
 
 

@@ -1,8 +1,15 @@
-"""The pipeline's end-to-end evaluation as Markdown: `pipeline_report.md`."""
+"""The pipeline's end-to-end evaluation on paper: `pipeline_report.md`, reliability diagrams."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import torch
+
+from significance.pipeline.loading import Pipeline
+from significance.reporting.calibration import write_reliability_png
+from significance.run_files import RELIABILITY_FILE
 
 
 def format_report(metrics: dict[str, Any]) -> str:
@@ -18,6 +25,8 @@ def format_report(metrics: dict[str, Any]) -> str:
         "",
         f"Stage 1 ({stage1['task']}): accuracy {_ratio(stage1['acc'])} on {stage1['images']} "
         "images.",
+        "",
+        "Models: " + "; ".join(metrics.get("models", {}).values()) + ".",
         "",
         "| field | images | acc, true type given | acc, end to end | errors end to end "
         "| of which: wrong type | of which: field model | wrong type, field model right |",
@@ -65,15 +74,17 @@ def calibration_lines(calibration: dict[str, dict[str, Any]]) -> list[str]:
         "",
         "Probabilities here and in `predict.py` are softmax(logits / T), T fitted on each "
         "model's validation split when it was trained (`calibration=none`: T = 1). Expected "
-        "calibration error (l1, 15 bins) of each model's decisions above, at T = 1 and at its T;"
+        "calibration error (l1, 15 bins) of each model's decisions above, at T = 1 and at its T "
+        "(an ensemble: one T per fold model, the mean of their calibrated probabilities);"
         " its reliability diagram in `<task>/reliability.png`.",
         "",
         "| model | temperature | ECE, T = 1 | ECE, calibrated |",
         "|---|---|---|---|",
     ]
     for task_id, values in calibration.items():
-        temperature = (
-            f"{values['temperature']:.4g}" if values["fitted"] else f"1 ({values['reason']})"
+        temperature = "; ".join(
+            f"{record['temperature']:.4g}" if record["fitted"] else f"1 ({record['reason']})"
+            for record in values["models"]
         )
         lines.append(
             f"| {task_id} | {temperature} | {_ratio(values['ece'])} "
@@ -99,7 +110,8 @@ def target_precision_lines(figures: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for task_id, values in figures["models"].items():
-        cells = [f"{values['threshold']:.4f}" if values["threshold"] is not None else "not reached"]
+        chosen = values["threshold"]
+        cells = [f"{chosen:.4f}" if chosen is not None else values.get("reason", "not reached")]
         for part in ("validation", "test"):
             row = values[part]
             coverage = "n/a" if row["coverage"] is None else f"{row['coverage']:.0%}"
@@ -110,3 +122,22 @@ def target_precision_lines(figures: dict[str, Any]) -> list[str]:
 
 def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def write_reliability_diagrams(
+    pipeline: Pipeline,
+    outputs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    output_dir: Path,
+) -> None:
+    """Each model's reliability diagram, `<output_dir>/<task>/reliability.png`, from its
+    (calibrated probabilities, those at T = 1, true classes)."""
+    for task_id, (calibrated, plain, truths) in outputs.items():
+        if not len(truths):
+            continue
+        temperatures = [member.calibration.temperature for member in pipeline.members(task_id)]
+        label = "T = " + ", ".join(f"{t:.3g}" for t in temperatures)
+        panels = [(label, calibrated)]
+        if any(t != 1 for t in temperatures):
+            panels = [("before calibration (T = 1)", plain), (f"calibrated, {label}", calibrated)]
+        path = output_dir / pipeline.models()[task_id].task.slug / RELIABILITY_FILE
+        write_reliability_png(panels, truths, path, task_id)

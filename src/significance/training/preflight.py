@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from significance.data.folds import fold_problems
 from significance.errors import ConfigurationError
 from significance.hardware import check_global_batch, usable_cores
 
@@ -52,6 +53,7 @@ def _value_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if not 0 < cfg.data.val_fraction < 1:
         problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
+    problems += fold_problems(cfg.data.get("folds"), cfg.data.get("fold"))
     return problems
 
 

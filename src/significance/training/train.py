@@ -29,6 +29,7 @@ from significance.hardware import keep_freed_memory, warn_if_bf16_emulated
 from significance.models.build import preprocessing_for
 from significance.models.calibration import CalibrationSettings
 from significance.models.module import ArtworkClassifier
+from significance.reporting.checkpoint_report import git_commit
 from significance.reporting.dashboard import report_training_run
 from significance.run_files import RESULT_FILE, SPLIT_FILE
 from significance.tasks import Task
@@ -96,8 +97,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     report_training_run(loggers, output_dir, output_dir / "test")
     write_json(output_dir / RESULT_FILE, result)
     log.info(
-        "Finished %s: test acc %.4f, macro F1 %.4f, best checkpoint %s",
+        "Finished %s%s: test acc %.4f, macro F1 %.4f, best checkpoint %s",
         task.id,
+        "" if result["fold"] is None else f" (fold {result['fold']})",
         result["test_acc"],
         result["test_f1_macro"],
         result["checkpoint"],
@@ -132,6 +134,8 @@ def build_datamodule(cfg: DictConfig, task: Task, output_dir: Path) -> ArtworkDa
         val_fraction=data["val_fraction"],
         seed=data["seed"],
         tasks=tuple(configured_tasks(cfg)),
+        folds=data.get("folds"),
+        fold=data.get("fold"),
     )
     loader = LoaderSettings(
         batch_size=data["batch_size"],
@@ -169,6 +173,7 @@ def build_model(
         split_file=str((output_dir / SPLIT_FILE).resolve()),
         channels_last=bool(cfg.get("channels_last", False)),
         scheduler=to_plain(cfg.get("scheduler")),
+        commit=git_commit(),
     )
 
 
@@ -188,8 +193,7 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> L
 
 
 def test_best_checkpoint(cfg: DictConfig, trainer: L.Trainer, output_dir: Path) -> dict[str, Any]:
-    """Calibrate the checkpoint chosen on validation, then evaluate it on one device, as
-    `evaluate.py` does."""
+    """Calibrate the checkpoint chosen on validation, test it on one device as evaluate.py does."""
     # The first ModelCheckpoint of conf/callbacks is the one that monitors val/acc.
     best = trainer.checkpoint_callback.best_model_path
     if not best:
@@ -219,6 +223,7 @@ def job_result(
     return {
         "task": task.id,
         "seed": int(cfg.seed),
+        "fold": cfg.data.get("fold"),  # the cross-validation fold tested on; None without folds
         "status": "ok",
         "best_val_acc": float(best_val) if best_val is not None else None,
         # The epoch (from 0) whose weights are best.ckpt; None with another callback.
