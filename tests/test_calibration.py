@@ -255,7 +255,7 @@ def test_pipeline_evaluation_reports_calibration_and_target_precision(
         )
         calibration = metrics["calibration"][task_id]
         assert (tmp_path / task_id.replace("/", "-") / "reliability.png").is_file()
-        assert calibration["temperature"] == stored["calibration"]["temperature"]
+        assert calibration["models"] == [stored["calibration"]]  # one model, not an ensemble
         assert 0 <= calibration["ece"] <= 1 and 0 <= calibration["ece_calibrated"] <= 1
         chosen = metrics["target_precision"]["models"][task_id]
         validation = read_split(all_tasks_sweep.job_dir(task_id) / "split.csv")["val"]
