@@ -19,6 +19,7 @@ REPORT_FILE = "report.md"
 PER_CLASS_FILE = "per_class.csv"
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+RELIABILITY_FILE = "reliability.png"
 
 # A sweep's folder: a row per job in summary.csv, the tables in results.md.
 SUMMARY_FILE = "summary.csv"

@@ -224,6 +224,10 @@ class ArtworkDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def predict_dataloader(self) -> DataLoader:
+        """The validation split in order: what a temperature is fitted on after training."""
+        return self._loader("val", shuffle=False)
+
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         """Augment (training only) and normalise on the device the model runs on.
 

@@ -24,6 +24,7 @@ from significance.data.samplers import epoch_seed
 from significance.data.transforms import Preprocessing
 from significance.errors import CheckpointError
 from significance.models.build import build_classifier
+from significance.models.calibration import Calibration, calibrated_probabilities
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class ArtworkClassifier(L.LightningModule):
         self.test_each_epoch = MulticlassAccuracy(num_classes, average="micro")
         self.test_accuracy_by_epoch: dict[int, float] = {}
         self.test_results: dict[str, Any] = {}
+        # Set from the checkpoint by load_classifier; divides the logits of every probability.
+        self.calibration = Calibration()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -116,6 +119,10 @@ class ArtworkClassifier(L.LightningModule):
         """Weigh the training loss's classes (task order; None: equally), kept in the hparams."""
         self.hparams["class_weights"] = None if weights is None else [float(w) for w in weights]
         self.loss_weights = None if weights is None else torch.tensor(weights, device=self.device)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of `logits`, at the checkpoint's temperature (`calibration`)."""
+        return calibrated_probabilities(logits, self.calibration.temperature)
 
     def on_train_epoch_start(self) -> None:
         # Dropout's draws by seed, epoch and rank: a resumed run draws what an uninterrupted one
@@ -182,7 +189,7 @@ class ArtworkClassifier(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_results = {}
-        self.test_probabilities: list[torch.Tensor] = []
+        self.test_logits: list[torch.Tensor] = []
         self.test_targets: list[torch.Tensor] = []
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
@@ -191,7 +198,7 @@ class ArtworkClassifier(L.LightningModule):
         self.test_metrics.update(logits, targets)
         self.test_per_class.update(logits, targets)
         self.test_loss.update(loss, weight=len(targets))
-        self.test_probabilities.append(logits.float().softmax(dim=1).cpu())
+        self.test_logits.append(logits.float().cpu())
         self.test_targets.append(targets.cpu())
 
     def on_test_epoch_end(self) -> None:
@@ -210,6 +217,10 @@ class ArtworkClassifier(L.LightningModule):
         self.test_metrics.reset()
         self.test_per_class.reset()
         self.test_loss.reset()
+
+    def predict_step(self, batch: tuple, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and targets of a labelled batch (the validation split, to calibrate on)."""
+        return self(batch[0]).float().cpu(), batch[1].cpu()
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         """The configured optimizer and, when one is configured, its schedule (once an epoch)."""
@@ -268,8 +279,13 @@ def read_checkpoint(
         ) from error
 
 
-def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClassifier:
-    """Rebuild a trained classifier from its checkpoint alone, loading only plain data."""
+def load_classifier(
+    path: str | Path, map_location: str = "cpu", calibrated: bool = True
+) -> ArtworkClassifier:
+    """Rebuild a trained classifier from its checkpoint alone, loading only plain data.
+
+    Its probabilities use the checkpoint's temperature, or 1 when not `calibrated`.
+    """
     path = Path(path)
     checkpoint = read_checkpoint(path, map_location)
     hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
@@ -295,4 +311,6 @@ def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClass
             f"model {hyper_parameters['model'].get('name')!r}): "
             f"{str(error).splitlines()[-1].strip() or error}"
         ) from error
+    calibration = Calibration.from_checkpoint(checkpoint)
+    model.calibration = calibration if calibrated else calibration.turned_off()
     return model.eval()

@@ -14,15 +14,18 @@ from significance.checkpoint_evaluation import images_seen_by
 from significance.data.run_split import CollectionSettings, make_split
 from significance.errors import ConfigurationError, InputError
 from significance.files import write_json
+from significance.models.calibration import expected_calibration_error
 from significance.models.ensemble import FoldEnsemble
 from significance.pipeline.inference import (
     Decoded,
     decode_size,
     decoded_batches,
-    probabilities,
-    stage2_probabilities,
+    probability_pair,
+    stage2_probability_pairs,
 )
 from significance.pipeline.loading import Pipeline, PipelineSpec, load_pipeline
+from significance.pipeline.precision import check_target_precision, target_precision_figures
+from significance.pipeline.report import format_report, write_reliability_diagrams
 from significance.run_files import SPLIT_FILE
 
 log = logging.getLogger(__name__)
@@ -50,18 +53,24 @@ def evaluate_pipeline(
     accelerator: str = "auto",
     facts_file: str | Path | None = None,
     exclude_seen: bool = True,
+    calibrated: bool = True,
+    target_precision: float | None = None,
 ) -> dict[str, Any]:
-    """Stage-1 accuracy, per-field accuracy with the true type and end to end, error sources.
+    """Stage-1 accuracy, per-field accuracy with the true type and end to end, error sources,
+    each model's calibration and thresholds.
 
     The images are every image of the collection with an artwork type, less those any model
     of the pipeline trained or validated on, matched by content wherever the collection lies
-    (`exclude_seen`); `facts_file` holds the facts of scanned files. Writes
+    (`exclude_seen`); `facts_file` holds the facts of scanned files. Probabilities are
+    calibrated unless not `calibrated`. With `target_precision`, each model's threshold that
+    reaches it is chosen on its own validation split and reported on these images. Writes
     `pipeline_metrics.json` and `pipeline_report.md` into `output_dir`, and the images each
     model was scored on into `<output_dir>/<task>/split.csv` (and `skipped.csv`).
     """
+    check_target_precision(target_precision)  # before any model or image is read
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = spec if isinstance(spec, Pipeline) else load_pipeline(spec, accelerator)
+    pipeline = spec if isinstance(spec, Pipeline) else load_pipeline(spec, accelerator, calibrated)
     collection = collection_of(pipeline, data, facts_file)
     seen = seen_by_pipeline(pipeline) if exclude_seen else set()
     labels, excluded = collection_labels(pipeline, collection, output_dir, seen)
@@ -86,6 +95,13 @@ def evaluate_pipeline(
         "models": pipeline.describe(),
         **scores.metrics(),
     }
+    if target_precision is not None:
+        tested = {task_id: scores.decisions(task_id) for task_id in scores.outputs}
+        metrics["target_precision"] = target_precision_figures(
+            pipeline, tested, target_precision, batch_size, num_workers
+        )
+    stacked = {task_id: scores.stacked(task_id) for task_id in scores.outputs}
+    write_reliability_diagrams(pipeline, stacked, output_dir)
     write_json(output_dir / "pipeline_metrics.json", metrics)
     report = format_report(metrics)
     (output_dir / "pipeline_report.md").write_text(report)
@@ -102,8 +118,9 @@ class Scores:
         self.stage1_correct = 0
         self.unreadable: list[str] = []
         self.counts: dict[str, Counter] = {task_id: Counter() for task_id in pipeline.field_tasks}
-        # (top probability, right?) of every decision, for the table of thresholds.
-        self.decisions: dict[str, list[tuple[float, bool]]] = {
+        # (calibrated probabilities, at T = 1, true class) of every decision of each model: its
+        # thresholds and calibration.
+        self.outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, int]]] = {
             task_id: [] for task_id in (pipeline.stage1.task.id, *pipeline.field_tasks)
         }
 
@@ -119,22 +136,50 @@ class Scores:
         """Score images that decoded, each with its labels (`{task id: label}`)."""
         stage1_task = self.pipeline.stage1.task
         true_types = [label[stage1_task.id] for label in true_labels]
-        top, index = probabilities(self.pipeline.stage1, pixels).max(1)
-        routed = [stage1_task.classes[i] for i in index.tolist()]
+        calibrated, plain = probability_pair(self.pipeline.stage1, pixels)
+        # The top class is the calibrated one: an ensemble's mean may differ from T = 1's.
+        routed = [stage1_task.classes[i] for i in calibrated.argmax(dim=1).tolist()]
         right = [r == t for r, t in zip(routed, true_types, strict=True)]
         self.images += len(right)
         self.stage1_correct += sum(right)
-        self.decisions[stage1_task.id] += zip(top.tolist(), right, strict=True)
+        truths = [stage1_task.classes.index(t) for t in true_types]
+        self.outputs[stage1_task.id] += zip(calibrated, plain, truths, strict=True)
         # Each field model on the images of its true type: "the model alone".
-        given = stage2_probabilities(self.pipeline, pixels, true_types)
+        given = stage2_probability_pairs(self.pipeline, pixels, true_types)
         for task_id, by_position in given.items():
-            classes = self.pipeline.models()[task_id].task.classes
-            for position, probs in by_position.items():
+            classes = list(self.pipeline.models()[task_id].task.classes)
+            for position, (probs, plain_probs) in by_position.items():
                 truth = true_labels[position].get(task_id)
                 if truth is not None:
                     field_right = classes[int(probs.argmax())] == truth
-                    self.decisions[task_id].append((float(probs.max()), field_right))
+                    self.outputs[task_id].append((probs, plain_probs, classes.index(truth)))
                     tally(self.counts[task_id], field_right, right[position])
+
+    def stacked(self, task_id: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities, those at T = 1 (N x classes) and true classes of one model."""
+        if not self.outputs[task_id]:
+            classes = len(self.pipeline.models()[task_id].task.classes)
+            empty = torch.zeros(0, classes)
+            return empty, empty, torch.zeros(0, dtype=torch.long)
+        calibrated, plain, truths = zip(*self.outputs[task_id], strict=True)
+        return torch.stack(calibrated), torch.stack(plain), torch.tensor(truths)
+
+    def decisions(self, task_id: str) -> list[tuple[float, bool]]:
+        """(top calibrated probability, right?) of each decision of one model."""
+        calibrated, _, truths = self.stacked(task_id)
+        top, predicted = calibrated.max(dim=1)
+        return list(zip(top.tolist(), (predicted == truths).tolist(), strict=True))
+
+    def calibration(self, task_id: str) -> dict[str, Any]:
+        """One model's temperatures (an ensemble's, one per member) and its expected
+        calibration error here, at T = 1 and calibrated."""
+        calibrated, plain, truths = self.stacked(task_id)
+        before = after = None
+        if len(truths):
+            before = expected_calibration_error(plain, truths)
+            after = expected_calibration_error(calibrated, truths)
+        records = [member.calibration.to_dict() for member in self.pipeline.members(task_id)]
+        return {"models": records, "ece": before, "ece_calibrated": after}
 
     def metrics(self) -> dict[str, Any]:
         """Stage 1's accuracy, each field's counts, and the table of thresholds of each model."""
@@ -147,10 +192,8 @@ class Scores:
             "fields": {task_id: field_metrics(count) for task_id, count in self.counts.items()},
             # Each model alone (a field model on images of its true type): what a threshold on
             # its top probability leaves answered, and how often those answers are right.
-            "thresholds": {
-                task_id: threshold_table(task_decisions)
-                for task_id, task_decisions in self.decisions.items()
-            },
+            "thresholds": {task: threshold_table(self.decisions(task)) for task in self.outputs},
+            "calibration": {task_id: self.calibration(task_id) for task_id in self.outputs},
         }
 
 
@@ -242,57 +285,3 @@ def seen_by_pipeline(pipeline: Pipeline) -> set[str]:
         else:
             seen |= images_seen_by(paths if isinstance(paths, str) else paths[0], model)
     return seen
-
-
-def format_report(metrics: dict[str, Any]) -> str:
-    """The metrics as a Markdown report."""
-    stage1 = metrics["stage1"]
-    lines = [
-        "# Pipeline evaluation",
-        "",
-        f"Collection `{metrics['data_root']}`: {metrics['images']} images that no model of the "
-        f"pipeline trained on ({metrics['excluded_trained_on']} left out as some model's "
-        f"training or validation images, {len(metrics['unreadable'])} unreadable).",
-        "",
-        f"Stage 1 ({stage1['task']}): accuracy {_ratio(stage1['acc'])} on {stage1['images']} "
-        "images.",
-        "",
-        "Models: " + "; ".join(metrics.get("models", {}).values()) + ".",
-        "",
-        "| field | images | acc, true type given | acc, end to end | errors end to end "
-        "| of which: wrong type | of which: field model | wrong type, field model right |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for task_id, values in metrics["fields"].items():
-        lines.append(
-            f"| {task_id} | {values['images']} | {_ratio(values['acc_true_type'])} "
-            f"| {_ratio(values['acc_end_to_end'])} | {values['errors_end_to_end']} "
-            f"| {values['errors_wrong_type']} | {values['errors_field_model']} "
-            f"| {values['errors_wrong_type_field_model_right']} |"
-        )
-    lines += [
-        "",
-        "End to end, an image of the field's type counts as wrong when stage 1 sent it to "
-        "another type (its field is then never predicted). *Wrong type, field model right*: "
-        "errors that are stage 1's alone.",
-        "",
-        "## Thresholds",
-        "",
-        "Accuracy of the answers a threshold on the top probability leaves (`stage1.threshold`,"
-        " `stage2.threshold` of `predict.py`), and in brackets the share of images answered; "
-        "the rest are `uncertain`, left to a person. Field models on images of their true type.",
-        "",
-        "| model | " + " | ".join(f"≥ {t:g}" for t in THRESHOLDS) + " |",
-        "|---|" + "---|" * len(THRESHOLDS),
-    ]
-    for task_id, rows in metrics["thresholds"].items():
-        cells = [
-            f"{_ratio(row['acc'])} ({row['coverage']:.0%})" if row["answered"] else "none answered"
-            for row in rows
-        ]
-        lines.append(f"| {task_id} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"

@@ -62,6 +62,11 @@ class Pipeline:
             for task_id, model in self.models().items()
         }
 
+    def members(self, task_id: str) -> list[ArtworkClassifier]:
+        """The classifiers of a task's slot: an ensemble's members, or the one model."""
+        model = self.models()[task_id]
+        return list(model.members) if isinstance(model, FoldEnsemble) else [model]
+
     def models(self) -> dict[str, Model]:
         """Every model by task id, stage 1 first."""
         models = {self.stage1.task.id: self.stage1}
@@ -143,12 +148,15 @@ def task_checkpoints(rows: list[dict[str, str]]) -> Checkpoints:
     return [row["checkpoint"] for row in sorted(jobs, key=lambda r: (r["seed"], int(r["fold"])))]
 
 
-def load_pipeline(spec: PipelineSpec, accelerator: str = "auto") -> Pipeline:
+def load_pipeline(
+    spec: PipelineSpec, accelerator: str = "auto", calibrated: bool = True
+) -> Pipeline:
     """Load every checkpoint once (weights only) and check each sits in its slot.
 
-    Reads checkpoints only, no image: a misconfigured pipeline stops before any work.
+    Reads checkpoints only, no image: a misconfigured pipeline stops before any work. Each
+    model's probabilities use its checkpoint's temperature unless not `calibrated`.
     """
-    stage1 = load_slot(spec.stage1)
+    stage1 = load_slot(spec.stage1, calibrated)
     if stage1.task.stage != 1:
         raise PipelineError(
             f"stage-1 slot holds {spec.stage1}, a stage-{stage1.task.stage} checkpoint of task "
@@ -163,7 +171,7 @@ def load_pipeline(spec: PipelineSpec, accelerator: str = "auto") -> Pipeline:
                 f"({spec.stage1}) never predicts; its types are {list(stage1.task.classes)}"
             )
         for name, path in fields.items():
-            model = load_slot(path)
+            model = load_slot(path, calibrated)
             task = model.task
             if (task.stage, task.artwork_type, task.field) != (2, artwork_type, name):
                 raise PipelineError(
@@ -180,11 +188,12 @@ def load_pipeline(spec: PipelineSpec, accelerator: str = "auto") -> Pipeline:
     return pipeline
 
 
-def load_slot(checkpoints: Checkpoints) -> Model:
-    """One checkpoint's classifier, or the ensemble of a list of checkpoints of one task."""
+def load_slot(checkpoints: Checkpoints, calibrated: bool = True) -> Model:
+    """One checkpoint's classifier, or the ensemble of a list of checkpoints of one task; each
+    at its own checkpoint's temperature unless not `calibrated`."""
     if isinstance(checkpoints, str):
-        return load_classifier(checkpoints)
-    models = [load_classifier(path) for path in checkpoints]
+        return load_classifier(checkpoints, calibrated=calibrated)
+    models = [load_classifier(path, calibrated=calibrated) for path in checkpoints]
     return models[0] if len(models) == 1 else FoldEnsemble(models, checkpoints)
 
 

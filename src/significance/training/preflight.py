@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from significance.config import to_plain
 from significance.data.balance import class_weight_problems, sampler_problems
@@ -42,7 +42,7 @@ def check_values(cfg: DictConfig) -> None:
 
 def validate_training_config(cfg: DictConfig) -> None:
     """Refuse settings that cannot work, before any data is read or model built."""
-    problems = [*_value_problems(cfg), *_global_batch_problems(cfg)]
+    problems = [*_value_problems(cfg), *_global_batch_problems(cfg), *_calibration_problems(cfg)]
     if problems:
         raise ConfigurationError("; ".join(problems))
 
@@ -59,6 +59,16 @@ def _value_problems(cfg: DictConfig) -> list[str]:
     problems += sampler_problems(cfg.data.sampler)
     problems += class_weight_problems(to_plain(cfg.loss.class_weights), list(cfg.task.classes))
     return problems
+
+
+def _calibration_problems(cfg: DictConfig) -> list[str]:
+    from significance.models.calibration import CalibrationSettings  # loads torch
+
+    try:  # here, not once training has ended and the temperature is fitted
+        CalibrationSettings.from_config(OmegaConf.to_container(cfg.get("calibration") or {}))
+    except ConfigurationError as error:
+        return [str(error)]
+    return []
 
 
 def _global_batch_problems(cfg: DictConfig) -> list[str]:

@@ -27,11 +27,13 @@ from significance.data.run_split import CollectionSettings, SplitSettings
 from significance.files import write_json
 from significance.hardware import keep_freed_memory, warn_if_bf16_emulated
 from significance.models.build import preprocessing_for
+from significance.models.calibration import CalibrationSettings
 from significance.models.module import ArtworkClassifier
 from significance.reporting.checkpoint_report import git_commit
 from significance.reporting.dashboard import report_training_run
 from significance.run_files import RESULT_FILE, SPLIT_FILE
 from significance.tasks import Task
+from significance.training.calibration import calibrate_checkpoint
 from significance.training.checkpoints import (
     AtomicCheckpointIO,
     check_resumable,
@@ -69,7 +71,7 @@ def finishes_tracking(function: Callable[[DictConfig], dict[str, Any]]) -> Calla
 
 @finishes_tracking
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit the task's model, keep the best checkpoint on validation, test it on one device.
+    """Fit the task's model, keep the best checkpoint on validation, calibrate it there, test it.
 
     Returns (and writes to `result.json` in the run folder) the job's result; ranks other
     than 0 return an empty dict. Test figures come from a single-device evaluation of the best
@@ -194,19 +196,20 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> L
 
 
 def test_best_checkpoint(cfg: DictConfig, trainer: L.Trainer, output_dir: Path) -> dict[str, Any]:
-    """Evaluate the checkpoint chosen on validation on one device, as `evaluate.py` does."""
+    """Calibrate the checkpoint chosen on validation, test it on one device as evaluate.py does."""
     # The first ModelCheckpoint of conf/callbacks is the one that monitors val/acc.
     best = trainer.checkpoint_callback.best_model_path
     if not best:
         raise RuntimeError("training saved no checkpoint: was there a validation set?")
-    return evaluate_checkpoint(
-        best,
-        output_dir / "test",
-        accelerator=cfg.trainer.accelerator,
-        batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        cache_dir=cfg.data.cache_dir if cfg.data.cache else None,
-    )
+    loading = {
+        "accelerator": cfg.trainer.accelerator,
+        "batch_size": cfg.data.batch_size,
+        "num_workers": cfg.data.num_workers,
+        "cache_dir": cfg.data.cache_dir if cfg.data.cache else None,
+    }
+    settings = CalibrationSettings.from_config(to_plain(cfg.get("calibration")))
+    calibrate_checkpoint(best, settings, **loading)
+    return evaluate_checkpoint(best, output_dir / "test", calibrated=settings.enabled, **loading)
 
 
 def job_result(
@@ -235,6 +238,9 @@ def job_result(
         "test_balanced_acc": metrics["test/acc_macro"],
         "test_f1_macro": metrics["test/f1_macro"],
         "test_loss": metrics["test/loss"],
+        "test_ece": metrics["test/ece"],
+        "test_ece_calibrated": metrics["test/ece_calibrated"],
+        "temperature": metrics["calibration"]["temperature"],
         "checkpoint": str(Path(trainer.checkpoint_callback.best_model_path).resolve()),
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.time() - started, 1),
