@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,10 @@ from significance.data.transforms import Preprocessing
 from significance.errors import CheckpointError
 from significance.models.build import build_classifier
 from significance.models.calibration import Calibration, calibrated_probabilities
+from significance.models.optimizers import make_optimizer, make_scheduler
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
-
-# Release 0.1 stored Adam's arguments alone ({lr, amsgrad, weight_decay, fused}, no _target_).
-RELEASE_0_1_OPTIMIZER = "torch.optim.Adam"
 
 
 def summary_metrics(num_classes: int) -> MetricCollection:
@@ -40,6 +37,18 @@ def summary_metrics(num_classes: int) -> MetricCollection:
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "acc_macro": MulticlassAccuracy(num_classes, average="macro"),
             "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        }
+    )
+
+
+def per_class_metrics(num_classes: int) -> MetricCollection:
+    """Precision, recall and F1 of every class, and the confusion matrix (the test's tables)."""
+    return MetricCollection(
+        {
+            "precision": MulticlassPrecision(num_classes, average=None),
+            "recall": MulticlassRecall(num_classes, average=None),
+            "f1": MulticlassF1Score(num_classes, average=None),
+            "confusion": MulticlassConfusionMatrix(num_classes),
         }
     )
 
@@ -90,14 +99,7 @@ class ArtworkClassifier(L.LightningModule):
         self.train_metrics = summary_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = summary_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = summary_metrics(num_classes).clone(prefix="test/")
-        self.test_per_class = MetricCollection(
-            {
-                "precision": MulticlassPrecision(num_classes, average=None),
-                "recall": MulticlassRecall(num_classes, average=None),
-                "f1": MulticlassF1Score(num_classes, average=None),
-                "confusion": MulticlassConfusionMatrix(num_classes),
-            }
-        )
+        self.test_per_class = per_class_metrics(num_classes)
         self.test_loss = MeanMetric()
         self.val_loss = MeanMetric()
         # report_test_selected: the test split scored after every epoch, for the study's figure.
@@ -231,29 +233,6 @@ class ArtworkClassifier(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": make_scheduler(self.hparams.scheduler, optimizer),
         }
-
-
-def optimizer_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The optimizer's Hydra config; a release 0.1 checkpoint's (no `_target_`) is Adam's."""
-    if "_target_" in config:
-        return dict(config)
-    return {"_target_": RELEASE_0_1_OPTIMIZER, **config}
-
-
-def make_optimizer(config: dict[str, Any], params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer of `config` (a `conf/optimizer/` config or a release 0.1 one) over `params`."""
-    from hydra.utils import instantiate  # here: loading a checkpoint needs no Hydra
-
-    # _convert_: plain lists, not OmegaConf's, in its state: the checkpoint loads weights_only.
-    return instantiate(optimizer_config(config), params=params, _partial_=False, _convert_="all")
-
-
-def make_scheduler(config: dict[str, Any], optimizer: torch.optim.Optimizer) -> Any:
-    """The learning-rate schedule of `config` (a `conf/scheduler/` config) for `optimizer`."""
-    from hydra.utils import instantiate
-
-    # _convert_: plain lists (milestones...) in its state, as in make_optimizer.
-    return instantiate(config, optimizer=optimizer, _partial_=False, _convert_="all")
 
 
 def read_checkpoint(

@@ -15,7 +15,6 @@ from significance.run_files import RELIABILITY_FILE
 def format_report(metrics: dict[str, Any]) -> str:
     """The metrics as a Markdown report."""
     stage1 = metrics["stage1"]
-    thresholds = [row["threshold"] for row in next(iter(metrics["thresholds"].values()))]
     lines = [
         "# Pipeline evaluation",
         "",
@@ -44,6 +43,18 @@ def format_report(metrics: dict[str, Any]) -> str:
         "End to end, an image of the field's type counts as wrong when stage 1 sent it to "
         "another type (its field is then never predicted). *Wrong type, field model right*: "
         "errors that are stage 1's alone.",
+    ]
+    lines += threshold_lines(metrics["thresholds"])
+    lines += calibration_lines(metrics["calibration"])
+    if "target_precision" in metrics:
+        lines += target_precision_lines(metrics["target_precision"])
+    return "\n".join(lines) + "\n"
+
+
+def threshold_lines(thresholds: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The accuracy and coverage each threshold on the top probability leaves, per model."""
+    steps = [row["threshold"] for row in next(iter(thresholds.values()))]
+    lines = [
         "",
         "## Thresholds",
         "",
@@ -51,19 +62,16 @@ def format_report(metrics: dict[str, Any]) -> str:
         " `stage2.threshold` of `predict.py`), and in brackets the share of images answered; "
         "the rest are `uncertain`, left to a person. Field models on images of their true type.",
         "",
-        "| model | " + " | ".join(f"≥ {t:g}" for t in thresholds) + " |",
-        "|---|" + "---|" * len(thresholds),
+        "| model | " + " | ".join(f"≥ {t:g}" for t in steps) + " |",
+        "|---|" + "---|" * len(steps),
     ]
-    for task_id, rows in metrics["thresholds"].items():
+    for task_id, rows in thresholds.items():
         cells = [
             f"{_ratio(row['acc'])} ({row['coverage']:.0%})" if row["answered"] else "none answered"
             for row in rows
         ]
         lines.append(f"| {task_id} | " + " | ".join(cells) + " |")
-    lines += calibration_lines(metrics["calibration"])
-    if "target_precision" in metrics:
-        lines += target_precision_lines(metrics["target_precision"])
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def calibration_lines(calibration: dict[str, dict[str, Any]]) -> list[str]:

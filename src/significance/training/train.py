@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,29 +42,9 @@ from significance.training.checkpoints import (
 from significance.training.class_weighting import ClassWeightsFromSplit
 from significance.training.metrics_log import ContinueMetricsLog
 from significance.training.preflight import check_environment, validate_training_config
-from significance.training.tracking import finish_wandb, make_loggers
+from significance.training.tracking import finishes_tracking, make_loggers
 
 log = logging.getLogger(__name__)
-
-
-def finishes_tracking(function: Callable[[DictConfig], dict[str, Any]]) -> Callable:
-    """End the job's wandb run when `function` returns (exit code 0) or fails (exit code 1).
-
-    Without it the next job of a sweep in the same process would log into this job's run, and
-    a crashed job would show as finished in the dashboard.
-    """
-
-    @functools.wraps(function)
-    def wrapped(cfg: DictConfig) -> dict[str, Any]:
-        try:
-            result = function(cfg)
-        except BaseException:
-            finish_wandb(1)
-            raise
-        finish_wandb(0)
-        return result
-
-    return wrapped
 
 
 @finishes_tracking
