@@ -22,7 +22,7 @@ import pytest
 if _workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _workers)))
 
-import torch  # noqa: E402  after OMP_NUM_THREADS
+import torch  # after OMP_NUM_THREADS is set
 from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
