@@ -53,7 +53,8 @@ def copy_collection(source: Path, target: Path) -> Path:
     """A copy of a collection whose images are links to the source's (the table is a copy)."""
     shutil.copytree(source, target, copy_function=_link_or_copy)
     table = target / "annotations.csv"
-    table.write_bytes((source / "annotations.csv").read_bytes())  # never a link: tests edit it
+    table.unlink()  # a link to the source's table: writing to it would edit the source's
+    table.write_bytes((source / "annotations.csv").read_bytes())  # a copy: tests edit it
     return target
 
 
