@@ -12,6 +12,11 @@ from significance.errors import ConfigurationError
 
 @hydra_entry_point("evaluate")
 def main(cfg: DictConfig) -> None:
+    if cfg.get("pipeline") is None and cfg.ckpt is None:
+        raise ConfigurationError("evaluate.py needs ckpt=<checkpoint> or pipeline=<config>")
+    from significance.models.calibration import CalibrationSettings
+
+    calibrated = CalibrationSettings.from_config(to_plain(cfg.calibration)).enabled
     if cfg.get("pipeline") is not None:
         from significance.pipeline.end_to_end import evaluate_pipeline
         from significance.pipeline.loading import spec_from_config
@@ -25,10 +30,10 @@ def main(cfg: DictConfig) -> None:
             accelerator=cfg.accelerator,
             facts_file=cfg.facts_file,
             exclude_seen=cfg.exclude_seen,
+            calibrated=calibrated,
+            target_precision=cfg.target_precision,
         )
         return
-    if cfg.ckpt is None:
-        raise ConfigurationError("evaluate.py needs ckpt=<checkpoint> or pipeline=<config>")
     from significance.checkpoint_evaluation import evaluate_checkpoint
 
     evaluate_checkpoint(
@@ -42,6 +47,7 @@ def main(cfg: DictConfig) -> None:
         cache_dir=cfg.cache_dir,
         facts_file=cfg.facts_file,
         exclude_seen=cfg.exclude_seen,
+        calibrated=calibrated,
     )
 
 

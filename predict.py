@@ -8,6 +8,7 @@ from significance.entry import hydra_entry_point
 
 @hydra_entry_point("predict")
 def main(cfg: DictConfig) -> None:
+    from significance.models.calibration import CalibrationSettings
     from significance.pipeline.loading import spec_from_config
     from significance.pipeline.predict import predict
 
@@ -21,6 +22,7 @@ def main(cfg: DictConfig) -> None:
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
         accelerator=cfg.accelerator,
+        calibrated=CalibrationSettings.from_config(to_plain(cfg.calibration)).enabled,
     )
 
 

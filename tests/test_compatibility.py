@@ -75,6 +75,9 @@ def test_a_release_0_1_checkpoint_evaluates_to_its_recorded_figures(
     assert metrics["split_file"] == str(job / SPLIT_FILE)
     for name in ("acc", "acc_macro", "f1_macro", "loss"):
         assert metrics[f"test/{name}"] == pytest.approx(recorded[f"test_{name}"], abs=1e-6)
+    # Made before calibration: temperature 1, and the report says why.
+    assert metrics["calibration"]["temperature"] == 1.0 and not metrics["calibration"]["fitted"]
+    assert metrics["test/ece_calibrated"] == pytest.approx(metrics["test/ece"])
     # As it is in the repository, paths and all: the checkpoint alone rebuilds the model.
     model = load_classifier(FIXTURE / "sweep" / JOB / "checkpoints" / "best.ckpt")
     assert model.task.id == "icons/location" and list(model.task.classes) == ["cyprus", "other"]

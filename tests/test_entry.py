@@ -38,6 +38,7 @@ def _probe(*arguments: str) -> subprocess.CompletedProcess:
         ("train.py", "task=coins/materal"),
         ("train.py", "data.batchsize=3"),
         ("train.py", "optimizer.lr=0"),  # a value preflight refuses before torch loads
+        ("train.py", "data.folds=3", "data.fold=3"),  # a fold that does not exist
         ("train.py", "--help"),
         ("evaluate.py", "--help"),
         ("predict.py", "--help"),
@@ -77,6 +78,15 @@ def test_renamed_settings_still_work_with_a_warning(capsys):
 def test_flags_read_as_settings():
     assert updated_arguments("audit", ["--strict", "data.root=x"]) == ["strict=true", "data.root=x"]
     assert updated_arguments("train", ["--strict"]) == ["--strict"]
+
+
+def test_short_names_read_as_their_settings(capsys):
+    assert updated_arguments("enrich", ["review=r.csv", "review.size=5"]) == [
+        "review.file=r.csv",
+        "review.size=5",
+    ]
+    assert updated_arguments("train", ["review=r.csv"]) == ["review=r.csv"]
+    assert capsys.readouterr().err == ""  # a short name is no deprecated one
 
 
 def test_an_old_setting_name_reaches_the_script_renamed():

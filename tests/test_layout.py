@@ -22,12 +22,14 @@ LAYERS = {
     "hardware": 0,
     "config": 0,
     "process_groups": 0,
+    "search": 0,
     "data": 1,
     "models": 2,
     "reporting": 3,
     "checkpoint_evaluation": 4,
     "training": 5,
     "pipeline": 5,
+    "catalogue": 6,  # the pipeline over a catalogue table: enrich, review, merge back
     "entry": 6,
     "audit_command": 6,
 }

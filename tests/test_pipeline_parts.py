@@ -4,9 +4,9 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from significance.pipeline.end_to_end import field_metrics, tally, threshold_table
 from significance.pipeline.loading import PipelineSpec, spec_from_sweep
 from significance.pipeline.predict import list_inputs
+from significance.pipeline.scoring import field_metrics, tally, threshold_table
 
 
 def test_threshold_table_counts_the_answers_left_and_their_accuracy():

@@ -125,14 +125,17 @@ def check_results_are_mean_and_std(
     precision = [float(table["macro avg"]["precision"]) for table in per_class]
     recall = [float(table["cyprus"]["recall"]) for table in per_class]
     overview = next(line for line in results_md.splitlines() if line.startswith("| `icons/"))
+    supports = [metrics[0][f"test/support/{name}"] for name in ("cyprus", "other")]
     assert [cell.strip() for cell in overview.strip("|").split("|")][1:] == [
         "1, 2 (n=2)",
         expected_figure(accuracies),
         "0.99",  # the study's accuracy for icons/location
+        expected_figure([m["test/acc_macro"] for m in metrics]),  # balanced accuracy
         expected_figure(precision),
-        expected_figure([float(t["macro avg"]["recall"]) for t in per_class]),
         expected_figure(f1),
         "0.99",
+        # The two seeds' splits hold the same number of each class.
+        "cyprus {}, other {}".format(*supports),
     ]
     cyprus_precision = expected_figure([float(t["cyprus"]["precision"]) for t in per_class])
     assert f"| cyprus | {cyprus_precision} | {expected_figure(recall)} |" in results_md
@@ -237,6 +240,27 @@ def test_results_show_the_test_selected_figure_and_how_much_it_inflates():
     assert "test-selected" not in overview_table(
         [Configuration("icons/location", "", ["0"], [[{**cells, "accuracy": "0.90"}]])]
     )
+
+
+def test_the_overview_shows_balanced_accuracy_and_each_classs_test_images():
+    from significance.reporting.sweep import Configuration, overview_table
+
+    def table(minority: int) -> list[dict[str, str]]:
+        """Every image called `other`: accuracy 240 / (240 + minority), balanced 0.5."""
+        accuracy = str(240 / (240 + minority))
+        return [
+            {"name": "cyprus", "recall": "0", "support": str(minority)},
+            {"name": "other", "recall": "1", "support": "240"},
+            {"name": "macro avg", "recall": "0.5", "accuracy": accuracy},
+            {"name": "weighted avg", "recall": accuracy, "accuracy": accuracy},
+        ]
+
+    majority = Configuration("icons/location", "", ["0", "1"], [table(12), table(13)])
+    row = overview_table([majority]).splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert "balanced accuracy (macro recall)" in overview_table([majority])
+    assert cells[2].startswith("0.95") and cells[4] == "0.500 ± 0.000"
+    assert cells[-1] == "cyprus 12.5, other 240"
 
 
 def test_a_figure_over_seeds_is_mean_and_sample_std():

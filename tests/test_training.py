@@ -172,8 +172,12 @@ def test_train_then_evaluate_through_the_entry_scripts_gives_equal_metrics(
     )
     assert_ok(evaluated)
     metrics = json.loads((evaluation_dir / "metrics.json").read_text())
-    for key in ("test/acc", "test/acc_macro", "test/f1_macro", "test/loss"):
+    for key in ("test/acc", "test/acc_macro", "test/f1_macro", "test/loss", "test/ece"):
         assert metrics[key] == pytest.approx(result[key.replace("/", "_")], abs=1e-6)
+    # The temperature fitted when training ended is the one evaluate.py applies.
+    assert metrics["test/ece_calibrated"] == pytest.approx(result["test_ece_calibrated"], abs=1e-6)
+    assert metrics["calibration"]["temperature"] == result["temperature"]
+    assert (evaluation_dir / "reliability.png").is_file()
     assert "precision" in evaluated.stdout and "text&figure" in evaluated.stdout
     for name in ("figure", "text", "text&figure"):
         assert {f"test/{m}/{name}" for m in ("precision", "recall", "f1", "support")} <= set(

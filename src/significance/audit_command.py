@@ -21,6 +21,7 @@ from significance.data.audit import (
 )
 from significance.data.demo import demo_spec, ensure_demo_collection
 from significance.data.images import is_hidden
+from significance.data.label_issues import find_label_issues, read_oof_predictions
 from significance.errors import CollectionError, InputError
 from significance.models.build import preprocessing_for
 from significance.reporting.audit_report import audit_summary, write_audit
@@ -58,7 +59,7 @@ def audit_configured_collection(cfg: DictConfig) -> AuditReport:
     """The audit of `data.root` (the demo collection if null) as `cfg` configures it."""
     data = cfg.data
     root = collection_root(data)
-    return audit_collection(
+    report = audit_collection(
         root,
         data.layout,
         tasks_to_audit(cfg, root),
@@ -70,6 +71,9 @@ def audit_configured_collection(cfg: DictConfig) -> AuditReport:
         test_fraction=data.test_fraction,
         val_fraction=data.val_fraction,
     )
+    if cfg.get("label_issues"):
+        report.label_issues = find_label_issues(read_oof_predictions(cfg.label_issues))
+    return report
 
 
 def collection_root(data: DictConfig) -> Path:

@@ -16,6 +16,7 @@ from significance.data.run_split import CollectionSettings, make_split
 from significance.data.split import read_split
 from significance.errors import CheckpointError
 from significance.files import write_json
+from significance.models.calibration import calibration_errors, negative_log_likelihood
 from significance.models.module import ArtworkClassifier, load_classifier
 from significance.reporting.checkpoint_report import write_evaluation_report
 from significance.run_files import METRICS_FILE, REPORT_FILE, SPLIT_FILE
@@ -34,6 +35,7 @@ def evaluate_checkpoint(
     cache_dir: str | Path | None = None,
     facts_file: str | Path | None = None,
     exclude_seen: bool = True,
+    calibrated: bool = True,
 ) -> dict[str, Any]:
     """Test `ckpt` on a single device, write `metrics.json` into `output_dir`, return the metrics.
 
@@ -42,11 +44,12 @@ def evaluate_checkpoint(
     image of that collection for the checkpoint's task is used instead, less those the model
     trained or validated on, matched by content (`exclude_seen`; `seen_images`). With `cache_dir`,
     decoded images are read from (and added to) the image cache there; with `facts_file`, the
-    facts of scanned files (see `index_collection`).
+    facts of scanned files (see `index_collection`). Probabilities use the checkpoint's
+    temperature unless not `calibrated` (`calibration=none`).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model = load_classifier(ckpt)
+    model = load_classifier(ckpt, calibrated=calibrated)
     excluded = 0
     if (data or {}).get("root"):
         collection = CollectionSettings.from_config(data, facts_file)
@@ -55,12 +58,12 @@ def evaluate_checkpoint(
     else:
         collection = CollectionSettings.from_config(model.hparams.get("data") or {})
         split_file = Path(split_file or recorded_split_file(ckpt, model))
-    cache = Path(cache_dir or LoaderSettings.cache_dir)
-    loader = LoaderSettings(batch_size, num_workers, cache=cache_dir is not None, cache_dir=cache)
+    loader = loader_settings(batch_size, num_workers, cache_dir)
     datamodule = ArtworkDataModule(
         model.task, model.preprocessing, split_file, collection, loader=loader
     )
     metrics = run_test(model, datamodule, accelerator)
+    metrics.update(calibration_metrics(model))
     metrics.update(
         checkpoint=str(Path(ckpt).resolve()),
         task=model.task.id,
@@ -77,17 +80,64 @@ def report_test(
     output_dir: Path, model: ArtworkClassifier, datamodule: ArtworkDataModule, metrics: dict
 ) -> None:
     """Write the test's report (`report.md` and its tables) and print its table."""
+    logits = torch.cat(model.test_logits)
     # The test loader keeps the dataset's order: prediction i is test sample i.
     table = write_evaluation_report(
         output_dir,
         model.task,
         datamodule.datasets["test"].samples,
-        torch.cat(model.test_probabilities),
+        model.probabilities(logits),
         torch.cat(model.test_targets),
         metrics,
+        uncalibrated=logits.softmax(dim=1) if model.calibration.temperature != 1 else None,
     )
     print(table)
     print(f"Report: {output_dir / REPORT_FILE}")
+
+
+def calibration_metrics(model: ArtworkClassifier) -> dict[str, Any]:
+    """The test's expected calibration error and NLL at the model's temperature, and before."""
+    logits, targets = torch.cat(model.test_logits), torch.cat(model.test_targets)
+    temperature = model.calibration.temperature
+    before, after = calibration_errors(logits, targets, temperature)
+    return {
+        "test/ece": before,
+        "test/ece_calibrated": after,
+        "test/loss_calibrated": negative_log_likelihood(logits, targets, temperature),
+        "calibration": model.calibration.to_dict(),
+    }
+
+
+def loader_settings(
+    batch_size: int, num_workers: int | str, cache_dir: str | Path | None
+) -> LoaderSettings:
+    """Evaluation loaders; with `cache_dir`, decoded images are read from the cache there."""
+    cache = Path(cache_dir or LoaderSettings.cache_dir)
+    return LoaderSettings(batch_size, num_workers, cache=cache_dir is not None, cache_dir=cache)
+
+
+def validation_logits(
+    ckpt: str | Path,
+    model: ArtworkClassifier,
+    batch_size: int = 64,
+    num_workers: int | str = "auto",
+    accelerator: str = "auto",
+    cache_dir: str | Path | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and targets of the validation split that the run of `ckpt` recorded, on one device."""
+    collection = CollectionSettings.from_config(model.hparams.get("data") or {})
+    datamodule = ArtworkDataModule(
+        model.task,
+        model.preprocessing,
+        recorded_split_file(ckpt, model),
+        collection,
+        loader=loader_settings(batch_size, num_workers, cache_dir),
+    )
+    outputs = single_device_trainer(accelerator).predict(model, datamodule=datamodule) or []
+    if not outputs:
+        return torch.zeros(0, len(model.task.classes)), torch.zeros(0, dtype=torch.long)
+    logits, targets = zip(*outputs, strict=True)
+    return torch.cat(logits), torch.cat(targets)
 
 
 def split_other_collection(
@@ -172,12 +222,16 @@ def run_test(
     model: ArtworkClassifier, datamodule: ArtworkDataModule, accelerator: str = "auto"
 ) -> dict[str, Any]:
     """Test on exactly one device, so no sample is padded or counted twice."""
-    trainer = L.Trainer(
+    single_device_trainer(accelerator).test(model, datamodule=datamodule, verbose=False)
+    return dict(model.test_results)
+
+
+def single_device_trainer(accelerator: str = "auto") -> L.Trainer:
+    """A Trainer on one device that logs and saves nothing: for tests and predictions."""
+    return L.Trainer(
         accelerator=accelerator,
         devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
     )
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    return dict(model.test_results)

@@ -15,11 +15,10 @@ from significance.tasks import Task, discover_tasks, slugify
 
 
 def register_resolvers() -> None:
-    """Register `${slug:...}`, `${all_tasks:}`, `${run_dir:...}` and `${gpus_per_node:...}`.
-
-    Safe to call more than once.
-    """
+    """Register `${slug:...}`, `${all_tasks:}`, `${run_dir:...}`, `${fold_tag:...}` and
+    `${gpus_per_node:...}`; safe to call more than once."""
     OmegaConf.register_new_resolver("slug", slugify, replace=True)
+    OmegaConf.register_new_resolver("fold_tag", fold_tag, replace=True)
     OmegaConf.register_new_resolver("all_tasks", all_tasks, replace=True)
     OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
     OmegaConf.register_new_resolver("gpus_per_node", gpus_per_node, replace=True)
@@ -43,6 +42,12 @@ def run_dir(resume: Any, default: str) -> str:
     if isinstance(resume, str) and resume not in ("auto", "true", "false"):
         return resume
     return default
+
+
+def fold_tag(fold: Any, separator: str = "_") -> str:
+    """`_fold2` in the names of a cross-validation fold's folder (`-fold2`: wandb run), else
+    nothing: names of runs without folds stay as they were."""
+    return "" if fold is None else f"{separator}fold{fold}"
 
 
 def config_dirs(config: DictConfig | None = None) -> list[Path]:

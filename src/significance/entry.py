@@ -39,6 +39,8 @@ RENAMED_SETTINGS: dict[str, dict[str, str]] = {
 LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
 # Command-line flags that read as a setting (`--strict` is `strict=true`).
 FLAGS: dict[str, dict[str, str]] = {"audit": {"--strict": "strict=true"}}
+# Short names of settings, without a warning (`review=<file>` is `review.file=<file>`).
+SHORT_NAMES: dict[str, dict[str, str]] = {"enrich": {"review": "review.file"}}
 
 
 EntryFunction = Callable[[DictConfig], Any]
@@ -76,7 +78,9 @@ def updated_arguments(config_name: str, arguments: Sequence[str]) -> list[str]:
         argument = flags.get(argument, argument)
         prefix = argument[: len(argument) - len(argument.lstrip("+~"))]
         key, equals, value = argument[len(prefix) :].partition("=")
-        if key in renamed:
+        if key in SHORT_NAMES.get(config_name, {}):
+            argument = f"{prefix}{SHORT_NAMES[config_name][key]}{equals}{value}"
+        elif key in renamed:
             print(
                 f"warning: {key} is now {renamed[key]}; the old name goes in the next release",
                 file=sys.stderr,

@@ -19,10 +19,15 @@ REPORT_FILE = "report.md"
 PER_CLASS_FILE = "per_class.csv"
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+RELIABILITY_FILE = "reliability.png"
 
 # A sweep's folder: a row per job in summary.csv, the tables in results.md.
 SUMMARY_FILE = "summary.csv"
 RESULTS_FILE = "results.md"
+# A hyperparameter search's sweep folder: what it optimizes (significance.search).
+SEARCH_FILE = "search.json"
+# A cross-validation sweep's: each image's probabilities from the fold model that never saw it.
+OOF_PREDICTIONS_FILE = "oof_predictions.csv"
 # `status` values of summary.csv for jobs whose results stand: "skipped" is a job that finished
 # in an earlier run of the same sweep folder (its figures are carried over).
 FINISHED_STATUSES = ("ok", "skipped")
@@ -35,3 +40,17 @@ def finished_result(job_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return result if isinstance(result, dict) and result.get("status") == "ok" else None
+
+
+# An enrichment's folder (`enrich.py`): the catalogue enriched, what to review, how it was made.
+ENRICHED_TABLE = "annotations.csv"
+PREDICTIONS_TABLE = "predictions.csv"  # every prediction that filled an empty cell
+DISAGREEMENTS_FILE = "disagreements.csv"
+REVIEW_FILE = "review.csv"
+REVIEW_PAGE = "review.html"
+LABEL_STUDIO_FILE = "review.labelstudio.json"
+LABEL_STUDIO_CONFIG = "review.labelstudio.xml"
+ENRICHMENT_REPORT = "enrichment.md"
+ENRICHMENT_FILE = "enrichment.json"  # the table's path and content hash, the models used
+TABLE_SNAPSHOT = "catalogue.csv"  # the table as the enrichment (or its last merge) left it
+MERGES_FILE = "merges.json"

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.significance_launcher.sweep_record import (
     SweepJob,
+    begin_batch,
     compose_job,
     finish_sweep,
     job_return,
@@ -59,6 +60,7 @@ class _SweepRecordMixin:
         """
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        objective, earlier = begin_batch(self.config, sweep_dir, initial_job_idx)
         jobs = [
             compose_job(self.hydra_context, self.config, initial_job_idx + i, overrides)
             for i, overrides in enumerate(job_overrides)
@@ -90,9 +92,9 @@ class _SweepRecordMixin:
             else:
                 status = "ok" if finished_result(job.job_dir) is not None else "failed"
             rows[job.index] = summary_row(job, status)
-        write_summary(sweep_dir, rows.values())
-        finish_sweep(sweep_dir, [rows[index] for index in sorted(rows)])
-        return [job_return(job, rows[job.index], sweep_dir) for job in jobs]
+        write_summary(sweep_dir, [*earlier, *rows.values()])
+        finish_sweep(sweep_dir, [*earlier, *(rows[index] for index in sorted(rows))])
+        return [job_return(job, rows[job.index], sweep_dir, objective) for job in jobs]
 
     def _submit_one(
         self,

@@ -5,7 +5,8 @@ own multirun that re-runs the whole sweep in every rank (Lightning #11300). Here
 `python train.py <its overrides> hydra.run.dir=<job dir>`, a plain single run, so Lightning
 handles DDP as it was built to: one process group, one output folder and one wandb run a job.
 A failed job is recorded and the sweep goes on; `summary.csv` gets a row per job as it ends,
-and the sweep exits non-zero at the end if any job failed.
+and the sweep exits non-zero at the end if any job failed. Each job's result handed back to the
+sweeper is its objective (`best_val_acc` unless `objective=...`), the figure a search optimizes.
 """
 
 # No `from __future__ import annotations`: Hydra execs plugin modules outside sys.modules,
@@ -28,6 +29,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.significance_launcher.sweep_record import (
     SweepJob,
+    begin_batch,
     compose_job,
     finish_sweep,
     job_return,
@@ -91,6 +93,7 @@ class SubprocessLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        objective, earlier = begin_batch(self.config, sweep_dir, initial_job_idx)
         log.info(
             "Launching %d jobs into %s, %d at a time, each in its own process",
             len(job_overrides),
@@ -103,7 +106,7 @@ class SubprocessLauncher(Launcher):
 
         def record(job: SweepJob, row: dict[str, Any]) -> None:
             finished[job.index] = (job, row)
-            write_summary(sweep_dir, [row for _, row in finished.values()])
+            write_summary(sweep_dir, [*earlier, *(row for _, row in finished.values())])
 
         try:
             while pending or running:
@@ -130,8 +133,8 @@ class SubprocessLauncher(Launcher):
                 stop_process_group(job.process)
             raise
         rows = [finished[index][1] for index in sorted(finished)]
-        finish_sweep(sweep_dir, rows)
-        return [job_return(*finished[index], sweep_dir) for index in sorted(finished)]
+        finish_sweep(sweep_dir, [*earlier, *rows])
+        return [job_return(*finished[i], sweep_dir, objective) for i in sorted(finished)]
 
     def _free_devices(self, running: list[_Job]) -> str | None:
         """The `cuda_devices` entry with the fewest running jobs (the first among equals)."""

@@ -3,6 +3,8 @@
 A job's folder is found by composing its config; a job whose folder holds a finished
 `result.json` is skipped on a rerun; every job joins the wandb group of its sweep; each job
 ends as a row of `summary.csv`; and the sweep's `results.md` is written once all have ended.
+A sweeper that searches (Optuna's) calls the launcher once per batch of trials: every batch
+adds its rows to those of the batches before, and each job hands back its objective.
 """
 
 # No `from __future__ import annotations`: Hydra execs plugin modules outside sys.modules.
@@ -21,9 +23,16 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from significance.errors import SweepJobFailed
+from significance.errors import ConfigurationError, SweepJobFailed
 from significance.files import atomic_write
-from significance.run_files import FINISHED_STATUSES, RESULT_FILE, SUMMARY_FILE, finished_result
+from significance.run_files import (
+    FINISHED_STATUSES,
+    RESULT_FILE,
+    SEARCH_FILE,
+    SUMMARY_FILE,
+    finished_result,
+)
+from significance.search import objective_name, objective_value, search_of, write_search
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +40,14 @@ SUMMARY_COLUMNS = (
     "job",
     "task",
     "seed",
+    "fold",  # data.fold: the cross-validation fold the job tested on; empty without folds
     "status",
     "best_val_acc",
     "best_epoch",
     "test_acc",
     "test_selected_acc",  # report_test_selected: the best test accuracy over epochs (the study's)
     "test_acc_macro",
+    "test_balanced_acc",  # the mean of the classes' recalls: not fooled by a majority class
     "test_f1_macro",
     "checkpoint",
     "wall_time_s",
@@ -108,12 +119,14 @@ def summary_row(
     row = {column: result.get(column, "") for column in SUMMARY_COLUMNS}
     config = job.config
     seed = OmegaConf.select(config, "seed") if config is not None else None
+    fold = OmegaConf.select(config, "data.fold") if config is not None else None
     if status == "skipped" or wall_time_s == "":
         wall_time_s = result.get("wall_time_s", "")
     row.update(
         job=job.index,
         task=(OmegaConf.select(config, "task.id") if config is not None else None) or "",
         seed="" if seed is None else seed,
+        fold="" if fold is None else fold,
         status=status,
         exit_code=exit_code,
         wall_time_s=wall_time_s,
@@ -134,16 +147,47 @@ def write_summary(sweep_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
     with atomic_write(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda row: row["job"]))
+        writer.writerows(sorted(rows, key=lambda row: int(row["job"])))
 
 
-def job_return(job: SweepJob, row: dict[str, Any], sweep_dir: Path) -> JobReturn:
-    """Hydra's record of a job; a failed one raises when the sweeper reads its value."""
+def begin_batch(
+    sweep_config: DictConfig, sweep_dir: Path, initial_job_idx: int
+) -> tuple[str, list[dict[str, Any]]]:
+    """Before a batch: record the search (if it is one); its objective, the earlier batches' rows.
+
+    A batch starting at job 0 starts the sweep afresh; a later one (a search's next trials)
+    keeps the rows of the jobs numbered before it, so summary.csv gathers every batch.
+    """
+    search = search_of(sweep_config)  # a bad objective or direction stops before any job
+    path = sweep_dir / SUMMARY_FILE
+    if search is not None and initial_job_idx == 0 and path.is_file():
+        # Its trials' folders would be taken for the new trials' (same names, other settings).
+        raise ConfigurationError(
+            f"{sweep_dir} holds an earlier sweep: start a search in a new sweep folder "
+            "(hydra.sweep.dir)"
+        )
+    if search is not None:
+        write_search(sweep_dir, search)
+    elif initial_job_idx == 0:
+        (sweep_dir / SEARCH_FILE).unlink(missing_ok=True)  # no longer a search's folder
+    earlier = []
+    if initial_job_idx > 0 and path.is_file():
+        with path.open(newline="") as handle:
+            earlier = [row for row in csv.DictReader(handle) if int(row["job"]) < initial_job_idx]
+    return objective_name(sweep_config), earlier
+
+
+def job_return(job: SweepJob, row: dict[str, Any], sweep_dir: Path, objective: str) -> JobReturn:
+    """Hydra's record of a job: its `objective` (None if it has none), or, failed, an error.
+
+    A sweeper reads the value: Optuna's makes it the trial's; a failed job's raises there.
+    """
     record = JobReturn(overrides=job.overrides, working_dir=str(job.job_dir))
     record.cfg = job.config
     if row["status"] in FINISHED_STATUSES:
         record.status = JobStatus.COMPLETED
-        record.return_value = row
+        record.return_value = objective_value(finished_result(job.job_dir), objective)
+        log.info("#%d: %s = %s, handed to the sweeper", job.index, objective, record.return_value)
     else:
         record.status = JobStatus.FAILED
         record.return_value = SweepJobFailed(

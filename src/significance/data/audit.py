@@ -17,6 +17,7 @@ import yaml
 
 from significance.data.collection import LAYOUTS, read_labels, table_path
 from significance.data.images import IMAGE_SUFFIXES, is_hidden, pixel_limit
+from significance.data.label_issues import LabelIssue
 from significance.data.scan import ImageFacts, duplicate_groups, scan_files
 from significance.data.split import minimum_class_size, read_split
 from significance.errors import CollectionError, InputError
@@ -51,6 +52,8 @@ class AuditReport:
     leakage: Counter = field(default_factory=Counter)  # task (split file) -> leaking images
     test_fraction: float = 0.2
     val_fraction: float = 0.1
+    # Labels that out-of-fold predictions doubt (`label_issues=<cross-validation sweep>`).
+    label_issues: list[LabelIssue] = field(default_factory=list)
 
     @property
     def corrupting(self) -> list[Problem]:

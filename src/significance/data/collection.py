@@ -24,6 +24,24 @@ from significance.tasks import ARTWORK_TYPE_FIELD, Task
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("annotations", "folders")
+# Who gave a label, as `<field>_source` of the annotations table says: empty is the catalogue's
+# own value, `review:<date>` a person's decision, `model:<checkpoint id>` a merged prediction.
+LABEL_SOURCES = ("catalogue", "review", "model")
+SOURCE_SUFFIX = "_source"
+
+
+def label_source(cell: str | None) -> str:
+    """The source of a label from its `<field>_source` cell: catalogue, review or model."""
+    text = (cell or "").strip()
+    return text.split(":", 1)[0] if text else "catalogue"
+
+
+def check_label_sources(sources: Iterable[str]) -> tuple[str, ...]:
+    """`data.label_sources` as a tuple, every name one of `LABEL_SOURCES`."""
+    sources = tuple(sources)
+    if unknown := sorted(set(sources) - set(LABEL_SOURCES)):
+        raise CollectionError(f"data.label_sources: unknown {unknown}; known {LABEL_SOURCES}")
+    return sources
 
 
 def table_path(raw: str) -> str:
@@ -69,6 +87,7 @@ def index_collection(
     facts_file: str | Path | None = None,
     group_duplicates: bool = False,
     duplicate_distance: int = 6,
+    label_sources: Iterable[str] = LABEL_SOURCES,
 ) -> tuple[list[Sample], list[SkippedFile]]:
     """List the labelled images of `task` in the collection, sorted by path.
 
@@ -76,17 +95,32 @@ def index_collection(
     and mtime): files that are missing, truncated or not images are returned as skipped
     instead of failing the run.
     With `group_duplicates`, exact and near-duplicate images join one group, so that a split
-    never puts copies of one image on both sides.
+    never puts copies of one image on both sides. Labels whose source (`label_source`) is not
+    among `label_sources` count as unknown.
     """
     root = Path(root)
     if not root.is_dir():
         raise CollectionError(f"data.root {root} is not a folder")
-    samples = read_labels(root, layout, task, annotations_file)
+    samples = read_labels(root, layout, task, annotations_file, label_sources)
     facts = scan_files(
         (root / sample.path for sample in samples),
         facts_file,
         description=f"Checking the images of {task.id}",
     )
+    readable, skipped = _readable(root, samples, facts, task)
+    if not readable:
+        raise CollectionError(f"no readable images for task {task.id} in {root} ({layout})")
+    if group_duplicates:
+        readable = merge_duplicate_groups(
+            readable, {s.path: facts[root / s.path] for s in readable}, duplicate_distance
+        )
+    return sorted(readable, key=lambda s: s.path), skipped
+
+
+def _readable(
+    root: Path, samples: list[Sample], facts: dict, task: Task
+) -> tuple[list[Sample], list[SkippedFile]]:
+    """The samples whose files decode (with their SHA-256), and the others with the reason."""
     readable, skipped = [], []
     for sample in samples:
         found = facts[root / sample.path]
@@ -103,19 +137,19 @@ def index_collection(
             skipped[0].path,
             skipped[0].reason,
         )
-    if not readable:
-        raise CollectionError(f"no readable images for task {task.id} in {root} ({layout})")
-    if group_duplicates:
-        readable = merge_duplicate_groups(
-            readable, {s.path: facts[root / s.path] for s in readable}, duplicate_distance
-        )
-    return sorted(readable, key=lambda s: s.path), skipped
+    return readable, skipped
 
 
-def read_labels(root: Path, layout: str, task: Task, annotations_file: str) -> list[Sample]:
+def read_labels(
+    root: Path,
+    layout: str,
+    task: Task,
+    annotations_file: str,
+    label_sources: Iterable[str] = LABEL_SOURCES,
+) -> list[Sample]:
     """The labelled samples of `task` as the layout lists them (the files are not read)."""
     if layout == "annotations":
-        samples = _read_annotations(root, root / annotations_file, task)
+        samples = _read_annotations(root, root / annotations_file, task, label_sources)
     elif layout == "folders":
         samples = _read_class_folders(root, task)
     else:
@@ -126,7 +160,11 @@ def read_labels(root: Path, layout: str, task: Task, annotations_file: str) -> l
 
 
 def collection_labels(
-    root: Path, layout: str, tasks: Iterable[Task], annotations_file: str = "annotations.csv"
+    root: Path,
+    layout: str,
+    tasks: Iterable[Task],
+    annotations_file: str = "annotations.csv",
+    label_sources: Iterable[str] = LABEL_SOURCES,
 ) -> list[Sample]:
     """Every image of the collection once per task it is labelled for, labelled `<task>=<class>`.
 
@@ -136,7 +174,7 @@ def collection_labels(
     labels = []
     for task in tasks:
         try:
-            samples = read_labels(root, layout, task, annotations_file)
+            samples = read_labels(root, layout, task, annotations_file, label_sources)
         except CollectionError:
             continue
         labels.extend(Sample(s.path, f"{task.id}={s.label}", s.group) for s in samples)
@@ -177,8 +215,36 @@ def merge_duplicate_groups(
     return [replace(sample, group=group_of[sample.group]) for sample in samples]
 
 
-def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
-    """Rows of the annotations table that carry a label for `task`."""
+def _refuse_conflicts_and_unknown(
+    table: Path,
+    task: Task,
+    lines_of: dict[str, dict[str, list[int]]],
+    unknown: dict[str, list[int]],
+) -> None:
+    """One file listed twice is one sample if the rows agree, and a mistake if they do not;
+    a label that is not one of the task's classes is a mistake too."""
+    conflicts = {path: labels for path, labels in lines_of.items() if len(labels) > 1}
+    if conflicts:
+        details = "; ".join(f"{path!r}: {labels}" for path, labels in list(conflicts.items())[:10])
+        raise CollectionError(
+            f"{table}: {len(conflicts)} file(s) listed with different labels for task "
+            f"{task.id} (label: lines): {details}"
+        )
+    if unknown:
+        details = "; ".join(f"{label!r} on lines {lines[:5]}" for label, lines in unknown.items())
+        raise CollectionError(
+            f"{table}: labels not among the classes of task {task.id} {list(task.classes)}: "
+            f"{details}"
+        )
+
+
+def _read_annotations(
+    root: Path, table: Path, task: Task, label_sources: Iterable[str] = LABEL_SOURCES
+) -> list[Sample]:
+    """Rows of the annotations table that carry a label for `task` from one of `label_sources`."""
+    sources = check_label_sources(label_sources)
+    # Stage 2 trusts a row's artwork type only from an allowed source too.
+    fields = (task.field,) if task.stage == 1 else (ARTWORK_TYPE_FIELD, task.field)
     if not table.is_file():
         raise CollectionError(
             f"annotations table {table} not found: set data.annotations_file, "
@@ -199,8 +265,10 @@ def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
             if task.stage == 2 and row[ARTWORK_TYPE_FIELD].strip() != task.artwork_type:
                 continue
             label = (row[task.field] or "").strip()
-            if not label:
-                continue  # unknown for this image: it takes no part in the task
+            if not label or any(
+                label_source(row.get(field + SOURCE_SUFFIX)) not in sources for field in fields
+            ):
+                continue  # unknown for this image (or from a source left out): no part in it
             if label not in task.classes:
                 unknown.setdefault(label, []).append(line)
                 continue
@@ -209,20 +277,7 @@ def _read_annotations(root: Path, table: Path, task: Task) -> list[Sample]:
             if len(lines_of[path]) == 1 and len(lines_of[path][label]) == 1:
                 group = (row.get("object_id") or "").strip() or path
                 samples.append(Sample(path=path, label=label, group=group))
-    # One file listed twice is one sample if the rows agree, and a mistake if they do not.
-    conflicts = {path: labels for path, labels in lines_of.items() if len(labels) > 1}
-    if conflicts:
-        details = "; ".join(f"{path!r}: {labels}" for path, labels in list(conflicts.items())[:10])
-        raise CollectionError(
-            f"{table}: {len(conflicts)} file(s) listed with different labels for task "
-            f"{task.id} (label: lines): {details}"
-        )
-    if unknown:
-        details = "; ".join(f"{label!r} on lines {lines[:5]}" for label, lines in unknown.items())
-        raise CollectionError(
-            f"{table}: labels not among the classes of task {task.id} {list(task.classes)}: "
-            f"{details}"
-        )
+    _refuse_conflicts_and_unknown(table, task, lines_of, unknown)
     return samples
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +11,14 @@ import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from significance.data.balance import BALANCED
 from significance.data.cache import ImageCache, open_image_cache
 from significance.data.collection import Sample
 from significance.data.images import UPRIGHT_SIZE, image_pixels, load_image
 from significance.data.run_split import CollectionSettings, SplitSettings, make_split
+from significance.data.samplers import BalancedSampler, EpochShuffle, epoch_seed
 from significance.data.scan import current_hashes
 from significance.data.split import read_split
 from significance.data.transforms import Augmentation, Preprocessing, augment, normalize
@@ -86,24 +87,6 @@ class ArtworkImages(Dataset):
         raise UnreadableImageError(f"no image of this split can be read under {self.root}")
 
 
-class EpochShuffle(DistributedSampler):
-    """DistributedSampler shuffled by seed and the trainer's current epoch.
-
-    Lightning's `set_epoch` passes its count of processed epochs, which a run resumed from a
-    checkpoint saved at the end of validation restores one short: the resumed epoch would
-    repeat the previous epoch's order.
-    """
-
-    def __init__(self, dataset: Dataset, world_size: int, rank: int, seed: int, trainer) -> None:
-        super().__init__(dataset, world_size, rank, shuffle=True, seed=seed)
-        self.trainer = trainer
-
-    def __iter__(self):
-        if self.trainer is not None:
-            self.set_epoch(self.trainer.current_epoch)
-        return super().__iter__()
-
-
 @dataclass(frozen=True)
 class LoaderSettings:
     """How the split's images are served: batches, worker processes, the image cache, the seed.
@@ -117,6 +100,7 @@ class LoaderSettings:
     cache: bool = True
     cache_dir: Path = Path("data/cache")
     seed: int = 0  # the order of the training batches and their augmentation
+    sampler: str = "shuffle"  # or balanced: each class equally likely per draw
 
 
 class ArtworkDataModule(L.LightningDataModule):
@@ -205,9 +189,8 @@ class ArtworkDataModule(L.LightningDataModule):
             self.loader.num_workers, local_processes, cached=self.loader.cache
         )
         dataset = self.datasets[split]
-        if shuffle:  # an order set by seed and epoch: a resumed epoch draws the same
-            seed = self.loader.seed
-            sampler = EpochShuffle(dataset, world_size, rank, seed=seed, trainer=self.trainer)
+        if shuffle:
+            sampler = self._training_sampler(dataset, world_size, rank)
         else:  # every image exactly once over the ranks: no padded repeats in the figures
             sampler = UnrepeatedDistributedSampler(dataset, world_size, rank, shuffle=False)
         return DataLoader(
@@ -222,6 +205,14 @@ class ArtworkDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(epoch_seed(self.loader.seed, 0, rank, split)),
         )
 
+    def _training_sampler(self, dataset: ArtworkImages, world_size: int, rank: int) -> Sampler:
+        """An order set by seed and epoch (a resumed epoch draws the same): shuffled or balanced."""
+        seed = self.loader.seed
+        if self.loader.sampler == BALANCED:
+            labels = [dataset.class_index[sample.label] for sample in dataset.samples]
+            return BalancedSampler(labels, world_size, rank, seed=seed, trainer=self.trainer)
+        return EpochShuffle(dataset, world_size, rank, seed=seed, trainer=self.trainer)
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
@@ -232,6 +223,10 @@ class ArtworkDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The validation split in order: what a temperature is fitted on after training."""
+        return self._loader("val", shuffle=False)
 
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         """Augment (training only) and normalise on the device the model runs on.
@@ -247,9 +242,3 @@ class ArtworkDataModule(L.LightningDataModule):
                 self.augment_generator.manual_seed(seed)
             images = augment(images, self.augmentation, self.augment_generator, aspects)
         return normalize(images, self.preprocessing), targets
-
-
-def epoch_seed(seed: int, epoch: int, rank: int, stream: str = "augment") -> int:
-    """The seed of one random stream (`augment`, `dropout`) in one epoch on one rank."""
-    digest = hashlib.sha256(f"{seed}|{epoch}|{rank}|{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1

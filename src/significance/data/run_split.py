@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from significance.data.collection import (
+    LABEL_SOURCES,
     Sample,
     SkippedFile,
+    check_label_sources,
     collection_labels,
     index_collection,
 )
 from significance.data.demo import demo_spec, ensure_demo_collection
+from significance.data.folds import check_fold_groups, cross_validation_split, fold_problems
 from significance.data.split import (
     class_shares,
     split_collection,
@@ -28,6 +31,7 @@ from significance.data.split import (
     test_overlap,
     write_split,
 )
+from significance.errors import SplitError
 from significance.files import atomic_write
 from significance.run_files import SKIPPED_FILE
 from significance.tasks import Task
@@ -46,6 +50,7 @@ class CollectionSettings:
     group_duplicates: bool = False
     duplicate_distance: int = 6
     demo_scale: str | None = None  # set: the generated demo collection, made on first use
+    label_sources: tuple[str, ...] = LABEL_SOURCES  # who gave the labels it trains on
 
     def __post_init__(self) -> None:
         if self.demo_scale is not None:
@@ -66,6 +71,7 @@ class CollectionSettings:
             group_duplicates=bool(given.get("group_duplicates", False)),
             duplicate_distance=int(given.get("duplicate_distance", 6)),
             demo_scale=None if given.get("root") else given.get("demo_scale", "demo"),
+            label_sources=check_label_sources(given.get("label_sources", LABEL_SOURCES)),
         )
 
     def ensure(self) -> None:
@@ -83,6 +89,7 @@ class CollectionSettings:
             self.facts_file,
             self.group_duplicates,
             self.duplicate_distance,
+            self.label_sources,
         )
 
 
@@ -95,6 +102,19 @@ class SplitSettings:
     seed: int = 0
     # The split is drawn once for the collection, stratified on all these tasks' labels.
     tasks: tuple[Task, ...] = ()
+    # Cross-validation: the collection in `folds` folds, fold `fold` the test split (None: off).
+    folds: int | None = None
+    fold: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = fold_problems(self.folds, self.fold)
+        if problems:
+            raise SplitError("; ".join(problems))
+
+    @property
+    def fold_name(self) -> str:
+        """`fold 2 of 5` for a cross-validation fold, else empty."""
+        return f"fold {self.fold} of {self.folds}" if self.folds else ""
 
 
 @dataclass(frozen=True)
@@ -126,7 +146,7 @@ def make_split(
         assignment = dict.fromkeys((sample.path for sample in kept), "test")
     else:
         assignment, drawn = draw_split(collection, task, kept, draw)
-        log_split(task, kept, assignment, drawn, split_file)
+        log_split(task, kept, assignment, drawn, split_file, draw.fold_name)
     write_split(split_file, kept, assignment)
     write_skipped(split_file.with_name(SKIPPED_FILE), skipped)
     return RunSplit(kept, assignment, skipped, excluded=len(samples) - len(kept))
@@ -138,16 +158,27 @@ def draw_split(
     """A run's split of `samples` (`{path: split}`) and the collection's draw it comes from.
 
     The draw is one for the collection, stratified on the labels of `task` and every one of
-    `draw.tasks`; unreadable files are in it too, so none moves another image.
+    `draw.tasks`; unreadable files are in it too, so none moves another image. With
+    `draw.folds`, the test split is fold `draw.fold` of the collection's folds.
     """
     tasks = {each.id: each for each in (task, *draw.tasks)}.values()
     labels = collection_labels(
-        collection.root, collection.layout, tasks, collection.annotations_file
+        collection.root,
+        collection.layout,
+        tasks,
+        collection.annotations_file,
+        collection.label_sources,
     )
-    drawn = split_collection(labels, draw.test_fraction, draw.val_fraction, draw.seed)
+    test_fraction = draw.test_fraction
+    if draw.folds:
+        check_fold_groups(samples, task.classes, draw.folds)
+        drawn = cross_validation_split(labels, draw.folds, draw.fold, draw.val_fraction, draw.seed)
+        test_fraction = 1 / draw.folds
+    else:
+        drawn = split_collection(labels, draw.test_fraction, draw.val_fraction, draw.seed)
     assignment = split_stratified(
         samples,
-        draw.test_fraction,
+        test_fraction,
         draw.val_fraction,
         seed=draw.seed,
         classes=task.classes,
@@ -162,11 +193,13 @@ def log_split(
     assignment: dict[str, str],
     collection_split: dict[str, str],
     split_file: Path,
+    fold_name: str = "",
 ) -> None:
-    """Log the split's size, every class's achieved shares and the test images it shares
-    with the collection's draw (and so with the other tasks of the collection)."""
+    """Log the split's size (and cross-validation fold), every class's achieved shares and the
+    test images it shares with the collection's draw (and so with the collection's tasks)."""
     counts = Counter(assignment.values())
-    log.info("Split %d images of %s: %s -> %s", len(samples), task.id, dict(counts), split_file)
+    of = f"{task.id} ({fold_name})" if fold_name else task.id
+    log.info("Split %d images of %s: %s -> %s", len(samples), of, dict(counts), split_file)
     for label, shares in class_shares(samples, assignment).items():
         achieved = ", ".join(f"{split} {share:.1%}" for split, share in shares.items())
         log.info("  class %s: %s", label, achieved)

@@ -35,14 +35,13 @@ def split_stratified(
     per class each. Samples that share a group go to one split together. The result depends
     only on the samples and `seed`, never on their order.
 
-    `collection_split` is the assignment of the whole collection (`split_collection` of every
-    image with its label in every task), so that all tasks of one collection share their test
-    images, as the end-to-end evaluation needs; without it, this task's samples are assigned
-    alone. A task's groups that join several collection groups (near-duplicates,
-    `group_duplicates`) follow the split of their first member in the seed's order.
-    `left_out` samples (files that cannot be read) take part in the draw but are not assigned,
-    so that a file turning unreadable, or readable again, moves no other image. Every one of
-    `classes` (the task's) must have enough images too, not only those that occur.
+    `collection_split` is the assignment of the whole collection (`split_collection`, or a
+    fold's `cross_validation_split`, of every image with its label in every task), so that all
+    tasks of one collection share their test images; without it, this task's samples are
+    assigned alone. A task's groups that join several collection groups (near-duplicates)
+    follow the split of their first member in the seed's order. `left_out` samples (unreadable
+    files) take part in the draw but are not assigned, so that a file turning unreadable moves
+    no other image. Every one of `classes` (the task's) must have enough images too.
     """
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
         raise SplitError(f"fractions must be in (0, 1): test {test_fraction}, val {val_fraction}")
@@ -61,15 +60,22 @@ def split_stratified(
 def split_collection(
     images: Sequence[Sample], test_fraction: float, val_fraction: float, seed: int
 ) -> dict[str, str]:
-    """`{path: split}` for every image: its group's split, stratified on every label at once.
+    """`{path: split}` for every image: its group's train, val or test split (`assign_groups`)."""
+    return assign_groups(images, split_targets(test_fraction, val_fraction), seed)
 
+
+def assign_groups(
+    images: Sequence[Sample], targets: Mapping[str, float], seed: int
+) -> dict[str, str]:
+    """`{path: part}` for every image: its group's part, stratified on every label at once.
+
+    `targets`: each part's share of every stratum (the splits, or K folds of 1/K each).
     `images` may list a path once per label it carries (one per task); a label is a stratum.
     Groups are taken in an order set by the seed and the group alone, each put where it
     brings every stratum it holds nearest its target share (the sum of squared share errors
-    grows least), then splits a stratum misses are given one of its groups where it has
-    enough. Iterative stratification in the manner of Sechidis et al. (2011).
+    grows least), then parts a stratum misses get one of its groups where it has enough.
+    Iterative stratification in the manner of Sechidis et al. (2011).
     """
-    targets = split_targets(test_fraction, val_fraction)
     strata: dict[str, Counter[str]] = defaultdict(Counter)
     paths: dict[str, set[str]] = defaultdict(set)
     for image in images:
@@ -124,7 +130,7 @@ def _improve_by_moves(
     group_split: dict[str, str],
     strata: dict[str, Counter[str]],
     totals: Counter[str],
-    targets: dict[str, float],
+    targets: Mapping[str, float],
     counts: dict[str, Counter[str]],
     seed: int,
     passes: int = 20,
@@ -154,11 +160,10 @@ def _give_every_split_each_stratum(
     group_split: dict[str, str],
     strata: dict[str, Counter[str]],
     totals: Counter[str],
-    targets: dict[str, float],
+    targets: Mapping[str, float],
     counts: dict[str, Counter[str]],
 ) -> None:
-    """Move a group into each split that a stratum misses, from a split that holds two of
-    its groups: the move that raises the total squared share error least."""
+    """Give each part a stratum misses one of its groups: the cheapest move from a part of two."""
     for stratum in sorted(totals):
         holders = sorted(group for group, held in strata.items() if stratum in held)
         for split in (name for name, share in targets.items() if share > 0):
@@ -183,7 +188,7 @@ def _move_cost(
     group_split: dict[str, str],
     strata: dict[str, Counter[str]],
     totals: Counter[str],
-    targets: dict[str, float],
+    targets: Mapping[str, float],
     counts: dict[str, Counter[str]],
 ) -> float:
     """The change of the total squared share error if `group` moves to `split`."""
@@ -234,8 +239,7 @@ def minimum_class_size(val_fraction: float) -> int:
 def _check_every_split_has_each_class(
     samples: Sequence[Sample], assignment: dict[str, str], with_val: bool
 ) -> None:
-    """Refuse a split where a class has no image in one split (too few groups, or files left
-    out as unreadable held its share)."""
+    """Refuse a class with no image in a split (too few groups, or unreadable files held it)."""
     present = {(sample.label, assignment[sample.path]) for sample in samples}
     for label in sorted({sample.label for sample in samples}):
         for split in SPLITS if with_val else ("train", "test"):

@@ -21,32 +21,41 @@ TINY_MODEL = "tiny_vgg"
 HEADS = ("new", "pretrained")
 
 
-def tiny_vgg(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
-    """A VGG-shaped model (conv blocks, adaptive pooling, 3-layer head) small enough for tests."""
-    model = torchvision.models.VGG(
-        nn.Sequential(
+class TinyVGG(nn.Module):
+    """A VGG-shaped model (conv blocks, adaptive pooling, 3-layer head) small enough for tests.
+
+    torchvision's `VGG` has the same parts under the same names (so the same state-dict keys),
+    but builds and initialises ImageNet's 25088x4096 head before it could be swapped: 2.3 s a
+    model on a CPU, for a model that trains a step in milliseconds.
+    """
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
             nn.Conv2d(3, 8, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
             nn.Conv2d(8, 16, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-        ),
-        num_classes=num_classes,
-        dropout=dropout,
-    )
-    # VGG's own head expects 512x7x7 features; shrink pooling and head to the small body.
-    model.avgpool = nn.AdaptiveAvgPool2d((2, 2))
-    model.classifier = nn.Sequential(
-        nn.Linear(16 * 2 * 2, 32),
-        nn.ReLU(True),
-        nn.Dropout(dropout),
-        nn.Linear(32, 32),
-        nn.ReLU(True),
-        nn.Dropout(dropout),
-        nn.Linear(32, num_classes),
-    )
-    return model
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(
+            nn.Linear(16 * 2 * 2, 32),
+            nn.ReLU(True),
+            nn.Dropout(dropout),
+            nn.Linear(32, 32),
+            nn.ReLU(True),
+            nn.Dropout(dropout),
+            nn.Linear(32, num_classes),
+        )
+        for module in self.features.modules():  # VGG's initialisation of its convolutions
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.constant_(module.bias, 0)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(images)), 1))
 
 
 def build_classifier(
@@ -65,7 +74,7 @@ def build_classifier(
     if head not in HEADS:
         raise ConfigurationError(f"model.head must be one of {HEADS}, got {head!r}")
     if name == TINY_MODEL:
-        return tiny_vgg(num_classes=num_classes)
+        return TinyVGG(num_classes=num_classes)
     model = torchvision.models.get_model(name, weights=None)
     if pretrained:
         model.load_state_dict(load_imagenet_state_dict(name, weights))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,15 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from significance.data.datamodule import epoch_seed
+from significance.data.samplers import epoch_seed
 from significance.data.transforms import Preprocessing
 from significance.errors import CheckpointError
 from significance.models.build import build_classifier
+from significance.models.calibration import Calibration, calibrated_probabilities
+from significance.models.optimizers import make_optimizer, make_scheduler
 from significance.tasks import Task
 
-# Release 0.1 stored Adam's arguments alone ({lr, amsgrad, weight_decay, fused}, no _target_).
-RELEASE_0_1_OPTIMIZER = "torch.optim.Adam"
+log = logging.getLogger(__name__)
 
 
 def summary_metrics(num_classes: int) -> MetricCollection:
@@ -36,6 +37,18 @@ def summary_metrics(num_classes: int) -> MetricCollection:
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "acc_macro": MulticlassAccuracy(num_classes, average="macro"),
             "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        }
+    )
+
+
+def per_class_metrics(num_classes: int) -> MetricCollection:
+    """Precision, recall and F1 of every class, and the confusion matrix (the test's tables)."""
+    return MetricCollection(
+        {
+            "precision": MulticlassPrecision(num_classes, average=None),
+            "recall": MulticlassRecall(num_classes, average=None),
+            "f1": MulticlassF1Score(num_classes, average=None),
+            "confusion": MulticlassConfusionMatrix(num_classes),
         }
     )
 
@@ -60,6 +73,8 @@ class ArtworkClassifier(L.LightningModule):
         split_file: str | None = None,
         channels_last: bool = False,
         scheduler: dict[str, Any] | None = None,
+        commit: str | None = None,  # the code that trained it; None in checkpoints before 0.2
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -78,23 +93,21 @@ class ArtworkClassifier(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)
         self.criterion = nn.CrossEntropyLoss()
+        # loss.class_weights weigh the training loss only: validation and test stay comparable.
+        self.register_buffer("loss_weights", None, persistent=False)
+        self.use_class_weights(class_weights)
         self.train_metrics = summary_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = summary_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = summary_metrics(num_classes).clone(prefix="test/")
-        self.test_per_class = MetricCollection(
-            {
-                "precision": MulticlassPrecision(num_classes, average=None),
-                "recall": MulticlassRecall(num_classes, average=None),
-                "f1": MulticlassF1Score(num_classes, average=None),
-                "confusion": MulticlassConfusionMatrix(num_classes),
-            }
-        )
+        self.test_per_class = per_class_metrics(num_classes)
         self.test_loss = MeanMetric()
         self.val_loss = MeanMetric()
         # report_test_selected: the test split scored after every epoch, for the study's figure.
         self.test_each_epoch = MulticlassAccuracy(num_classes, average="micro")
         self.test_accuracy_by_epoch: dict[int, float] = {}
         self.test_results: dict[str, Any] = {}
+        # Set from the checkpoint by load_classifier; divides the logits of every probability.
+        self.calibration = Calibration()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -104,6 +117,15 @@ class ArtworkClassifier(L.LightningModule):
         logits = self(images)
         return self.criterion(logits, targets), logits
 
+    def use_class_weights(self, weights: list[float] | None) -> None:
+        """Weigh the training loss's classes (task order; None: equally), kept in the hparams."""
+        self.hparams["class_weights"] = None if weights is None else [float(w) for w in weights]
+        self.loss_weights = None if weights is None else torch.tensor(weights, device=self.device)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of `logits`, at the checkpoint's temperature (`calibration`)."""
+        return calibrated_probabilities(logits, self.calibration.temperature)
+
     def on_train_epoch_start(self) -> None:
         # Dropout's draws by seed, epoch and rank: a resumed run draws what an uninterrupted one
         # does (Lightning does not restore the global random state).
@@ -112,7 +134,8 @@ class ArtworkClassifier(L.LightningModule):
         )
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
-        loss, logits = self._step(batch)
+        logits = self(batch[0])
+        loss = nn.functional.cross_entropy(logits, batch[1], weight=self.loss_weights)
         self.train_metrics.update(logits, batch[1])
         self.log(
             "train/loss",
@@ -152,6 +175,15 @@ class ArtworkClassifier(L.LightningModule):
         checkpoint["test_accuracy_by_epoch"] = dict(self.test_accuracy_by_epoch)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed run weighs its classes as it did before, whatever it is now told.
+        saved = checkpoint.get("hyper_parameters", {}).get("class_weights")
+        if saved != self.hparams.get("class_weights"):
+            log.warning(
+                "Resuming with the run's class weights %s, not %s",
+                saved,
+                self.hparams.get("class_weights"),
+            )
+        self.use_class_weights(saved)
         self.test_accuracy_by_epoch = {
             int(epoch): float(value)
             for epoch, value in checkpoint.get("test_accuracy_by_epoch", {}).items()
@@ -159,7 +191,7 @@ class ArtworkClassifier(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_results = {}
-        self.test_probabilities: list[torch.Tensor] = []
+        self.test_logits: list[torch.Tensor] = []
         self.test_targets: list[torch.Tensor] = []
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
@@ -168,7 +200,7 @@ class ArtworkClassifier(L.LightningModule):
         self.test_metrics.update(logits, targets)
         self.test_per_class.update(logits, targets)
         self.test_loss.update(loss, weight=len(targets))
-        self.test_probabilities.append(logits.float().softmax(dim=1).cpu())
+        self.test_logits.append(logits.float().cpu())
         self.test_targets.append(targets.cpu())
 
     def on_test_epoch_end(self) -> None:
@@ -188,6 +220,10 @@ class ArtworkClassifier(L.LightningModule):
         self.test_per_class.reset()
         self.test_loss.reset()
 
+    def predict_step(self, batch: tuple, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and targets of a labelled batch (the validation split, to calibrate on)."""
+        return self(batch[0]).float().cpu(), batch[1].cpu()
+
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         """The configured optimizer and, when one is configured, its schedule (once an epoch)."""
         optimizer = make_optimizer(self.hparams.optimizer, self.parameters())
@@ -197,29 +233,6 @@ class ArtworkClassifier(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": make_scheduler(self.hparams.scheduler, optimizer),
         }
-
-
-def optimizer_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The optimizer's Hydra config; a release 0.1 checkpoint's (no `_target_`) is Adam's."""
-    if "_target_" in config:
-        return dict(config)
-    return {"_target_": RELEASE_0_1_OPTIMIZER, **config}
-
-
-def make_optimizer(config: dict[str, Any], params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer of `config` (a `conf/optimizer/` config or a release 0.1 one) over `params`."""
-    from hydra.utils import instantiate  # here: loading a checkpoint needs no Hydra
-
-    # _convert_: plain lists, not OmegaConf's, in its state: the checkpoint loads weights_only.
-    return instantiate(optimizer_config(config), params=params, _partial_=False, _convert_="all")
-
-
-def make_scheduler(config: dict[str, Any], optimizer: torch.optim.Optimizer) -> Any:
-    """The learning-rate schedule of `config` (a `conf/scheduler/` config) for `optimizer`."""
-    from hydra.utils import instantiate
-
-    # _convert_: plain lists (milestones...) in its state, as in make_optimizer.
-    return instantiate(config, optimizer=optimizer, _partial_=False, _convert_="all")
 
 
 def read_checkpoint(
@@ -245,8 +258,13 @@ def read_checkpoint(
         ) from error
 
 
-def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClassifier:
-    """Rebuild a trained classifier from its checkpoint alone, loading only plain data."""
+def load_classifier(
+    path: str | Path, map_location: str = "cpu", calibrated: bool = True
+) -> ArtworkClassifier:
+    """Rebuild a trained classifier from its checkpoint alone, loading only plain data.
+
+    Its probabilities use the checkpoint's temperature, or 1 when not `calibrated`.
+    """
     path = Path(path)
     checkpoint = read_checkpoint(path, map_location)
     hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
@@ -272,4 +290,6 @@ def load_classifier(path: str | Path, map_location: str = "cpu") -> ArtworkClass
             f"model {hyper_parameters['model'].get('name')!r}): "
             f"{str(error).splitlines()[-1].strip() or error}"
         ) from error
+    calibration = Calibration.from_checkpoint(checkpoint)
+    model.calibration = calibration if calibrated else calibration.turned_off()
     return model.eval()

@@ -3,45 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm import tqdm
-
 from significance.checkpoint_evaluation import images_seen_by
 from significance.data.run_split import CollectionSettings, make_split
-from significance.errors import ConfigurationError, InputError
+from significance.errors import ConfigurationError
 from significance.files import write_json
-from significance.pipeline.inference import (
-    Decoded,
-    decode_size,
-    decoded_batches,
-    probabilities,
-    stage2_probabilities,
-)
+from significance.models.ensemble import FoldEnsemble
 from significance.pipeline.loading import Pipeline, PipelineSpec, load_pipeline
+from significance.pipeline.precision import check_target_precision, target_precision_figures
+from significance.pipeline.report import format_report, write_reliability_diagrams
+from significance.pipeline.scoring import Scores, score_images
 from significance.run_files import SPLIT_FILE
 
 log = logging.getLogger(__name__)
 
-# Thresholds on a model's top probability that the report tabulates (see `threshold_table`).
-THRESHOLDS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
-# Per field: the counts written for it, in report order.
-FIELD_COUNTS = (
-    "images",
-    "correct_true_type",  # the field model alone, given the true artwork type
-    "correct_end_to_end",  # routed by stage 1, then the field model
-    "errors_end_to_end",
-    "errors_wrong_type",  # stage 1 sent the image elsewhere: the field was never predicted
-    "errors_field_model",  # routed right, the field model was wrong
-    "errors_wrong_type_field_model_right",  # of errors_wrong_type: stage 1's fault alone
-)
-
 
 def evaluate_pipeline(
-    spec: PipelineSpec,
+    spec: PipelineSpec | Pipeline,
     output_dir: str | Path,
     data: dict[str, Any] | None = None,
     batch_size: int = 64,
@@ -49,146 +29,56 @@ def evaluate_pipeline(
     accelerator: str = "auto",
     facts_file: str | Path | None = None,
     exclude_seen: bool = True,
+    calibrated: bool = True,
+    target_precision: float | None = None,
 ) -> dict[str, Any]:
-    """Stage-1 accuracy, per-field accuracy with the true type and end to end, error sources.
+    """Stage-1 accuracy, per-field accuracy with the true type and end to end, error sources,
+    each model's calibration and thresholds.
 
     The images are every image of the collection with an artwork type, less those any model
     of the pipeline trained or validated on, matched by content wherever the collection lies
-    (`exclude_seen`); `facts_file` holds the facts of scanned files. Writes
+    (`exclude_seen`); `facts_file` holds the facts of scanned files. Probabilities are
+    calibrated unless not `calibrated`. With `target_precision`, each model's threshold that
+    reaches it is chosen on its own validation split and reported on these images. Writes
     `pipeline_metrics.json` and `pipeline_report.md` into `output_dir`, and the images each
     model was scored on into `<output_dir>/<task>/split.csv` (and `skipped.csv`).
     """
+    check_target_precision(target_precision)  # before any model or image is read
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = load_pipeline(spec, accelerator)
+    pipeline = spec if isinstance(spec, Pipeline) else load_pipeline(spec, accelerator, calibrated)
     collection = collection_of(pipeline, data, facts_file)
     seen = seen_by_pipeline(pipeline) if exclude_seen else set()
     labels, excluded = collection_labels(pipeline, collection, output_dir, seen)
-    if not labels:
-        raise InputError(
-            f"every labelled image of {collection.root} trained some model of the pipeline"
-        )
-    paths = sorted(labels)
-    scores = Scores(pipeline)
-    batches = decoded_batches(
-        [collection.root / p for p in paths], decode_size(pipeline), batch_size, num_workers
-    )
-    for batch in tqdm(batches, desc="evaluate pipeline", unit="batch"):
-        scores.add(batch, paths, labels)
-    metrics = {
+    scores = score_images(pipeline, collection.root, labels, batch_size, num_workers)
+    metrics = {  # the collection, the images left out, then the scores
         "data_root": str(collection.root),
         "images": scores.images,
         "excluded_trained_on": excluded,
         "unreadable": scores.unreadable,
         "checkpoints": pipeline.checkpoints,
+        "models": pipeline.describe(),
         **scores.metrics(),
     }
+    if target_precision is not None:
+        tested = {task_id: scores.decisions(task_id) for task_id in scores.outputs}
+        metrics["target_precision"] = target_precision_figures(
+            pipeline, tested, target_precision, batch_size, num_workers
+        )
+    write_outputs(pipeline, scores, metrics, output_dir)
+    return metrics
+
+
+def write_outputs(
+    pipeline: Pipeline, scores: Scores, metrics: dict[str, Any], output_dir: Path
+) -> None:
+    """Reliability diagrams, `pipeline_metrics.json` and `pipeline_report.md` (also printed)."""
+    stacked = {task_id: scores.stacked(task_id) for task_id in scores.outputs}
+    write_reliability_diagrams(pipeline, stacked, output_dir)
     write_json(output_dir / "pipeline_metrics.json", metrics)
     report = format_report(metrics)
     (output_dir / "pipeline_report.md").write_text(report)
     print(report)
-    return metrics
-
-
-class Scores:
-    """What the pipeline got right, batch by batch: stage 1, each field, every decision."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.images = 0
-        self.stage1_correct = 0
-        self.unreadable: list[str] = []
-        self.counts: dict[str, Counter] = {task_id: Counter() for task_id in pipeline.field_tasks}
-        # (top probability, right?) of every decision, for the table of thresholds.
-        self.decisions: dict[str, list[tuple[float, bool]]] = {
-            task_id: [] for task_id in (pipeline.stage1.task.id, *pipeline.field_tasks)
-        }
-
-    def add(self, batch: list[Decoded], paths: list[str], labels: dict[str, dict]) -> None:
-        """Score a decoded batch: item i is the file `paths[i.index]`, labelled `labels[path]`."""
-        self.unreadable += [paths[item.index] for item in batch if item.pixels is None]
-        items = [item for item in batch if item.pixels is not None]
-        if items:
-            pixels = torch.stack([item.pixels for item in items])
-            self._score(pixels, [labels[paths[item.index]] for item in items])
-
-    def _score(self, pixels: torch.Tensor, true_labels: list[dict[str, str]]) -> None:
-        """Score images that decoded, each with its labels (`{task id: label}`)."""
-        stage1_task = self.pipeline.stage1.task
-        true_types = [label[stage1_task.id] for label in true_labels]
-        top, index = probabilities(self.pipeline.stage1, pixels).max(1)
-        routed = [stage1_task.classes[i] for i in index.tolist()]
-        right = [r == t for r, t in zip(routed, true_types, strict=True)]
-        self.images += len(right)
-        self.stage1_correct += sum(right)
-        self.decisions[stage1_task.id] += zip(top.tolist(), right, strict=True)
-        # Each field model on the images of its true type: "the model alone".
-        given = stage2_probabilities(self.pipeline, pixels, true_types)
-        for task_id, by_position in given.items():
-            classes = self.pipeline.models()[task_id].task.classes
-            for position, probs in by_position.items():
-                truth = true_labels[position].get(task_id)
-                if truth is not None:
-                    field_right = classes[int(probs.argmax())] == truth
-                    self.decisions[task_id].append((float(probs.max()), field_right))
-                    tally(self.counts[task_id], field_right, right[position])
-
-    def metrics(self) -> dict[str, Any]:
-        """Stage 1's accuracy, each field's counts, and the table of thresholds of each model."""
-        return {
-            "stage1": {
-                "task": self.pipeline.stage1.task.id,
-                "images": self.images,
-                "acc": self.stage1_correct / self.images if self.images else None,
-            },
-            "fields": {task_id: field_metrics(count) for task_id, count in self.counts.items()},
-            # Each model alone (a field model on images of its true type): what a threshold on
-            # its top probability leaves answered, and how often those answers are right.
-            "thresholds": {
-                task_id: threshold_table(task_decisions)
-                for task_id, task_decisions in self.decisions.items()
-            },
-        }
-
-
-def tally(count: Counter, field_right: bool, routed_right: bool) -> None:
-    """Count one image of a field into its error sources."""
-    count["images"] += 1
-    count["correct_true_type"] += field_right
-    count["correct_end_to_end"] += field_right and routed_right
-    count["errors_end_to_end"] += not (field_right and routed_right)
-    count["errors_wrong_type"] += not routed_right
-    count["errors_field_model"] += routed_right and not field_right
-    count["errors_wrong_type_field_model_right"] += field_right and not routed_right
-
-
-def threshold_table(decisions: list[tuple[float, bool]]) -> list[dict[str, Any]]:
-    """For each of `THRESHOLDS`: the share of decisions at or above it, and their accuracy.
-
-    The same rule as `predict.py`'s `stage1.threshold` and `stage2.threshold`: a top
-    probability below the threshold is `uncertain`, left for a person to decide.
-    """
-    rows = []
-    for threshold in THRESHOLDS:
-        kept = [right for top, right in decisions if top >= threshold]
-        rows.append(
-            {
-                "threshold": threshold,
-                "answered": len(kept),
-                "coverage": len(kept) / len(decisions) if decisions else None,
-                "acc": sum(kept) / len(kept) if kept else None,
-            }
-        )
-    return rows
-
-
-def field_metrics(count: Counter) -> dict[str, Any]:
-    """The counts of one field and its two accuracies."""
-    values: dict[str, Any] = {key: int(count[key]) for key in FIELD_COUNTS}
-    images = values["images"]
-    values["acc_true_type"] = values["correct_true_type"] / images if images else None
-    values["acc_end_to_end"] = values["correct_end_to_end"] / images if images else None
-    return values
 
 
 def collection_of(
@@ -228,60 +118,14 @@ def collection_labels(
 
 
 def seen_by_pipeline(pipeline: Pipeline) -> set[str]:
-    """SHA-256 of every image any model of the pipeline trained or validated on."""
+    """SHA-256 of every image any model of the pipeline (or of an ensemble) trained or
+    validated on: every image of the collection, for the fold models of a cross-validation."""
     seen: set[str] = set()
     for task_id, model in pipeline.models().items():
-        seen |= images_seen_by(pipeline.checkpoints[task_id], model)
+        paths = pipeline.checkpoints[task_id]
+        if isinstance(model, FoldEnsemble):
+            for member, path in zip(model.members, paths, strict=True):
+                seen |= images_seen_by(path, member)
+        else:
+            seen |= images_seen_by(paths if isinstance(paths, str) else paths[0], model)
     return seen
-
-
-def format_report(metrics: dict[str, Any]) -> str:
-    """The metrics as a Markdown report."""
-    stage1 = metrics["stage1"]
-    lines = [
-        "# Pipeline evaluation",
-        "",
-        f"Collection `{metrics['data_root']}`: {metrics['images']} images that no model of the "
-        f"pipeline trained on ({metrics['excluded_trained_on']} left out as some model's "
-        f"training or validation images, {len(metrics['unreadable'])} unreadable).",
-        "",
-        f"Stage 1 ({stage1['task']}): accuracy {_ratio(stage1['acc'])} on {stage1['images']} "
-        "images.",
-        "",
-        "| field | images | acc, true type given | acc, end to end | errors end to end "
-        "| of which: wrong type | of which: field model | wrong type, field model right |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for task_id, values in metrics["fields"].items():
-        lines.append(
-            f"| {task_id} | {values['images']} | {_ratio(values['acc_true_type'])} "
-            f"| {_ratio(values['acc_end_to_end'])} | {values['errors_end_to_end']} "
-            f"| {values['errors_wrong_type']} | {values['errors_field_model']} "
-            f"| {values['errors_wrong_type_field_model_right']} |"
-        )
-    lines += [
-        "",
-        "End to end, an image of the field's type counts as wrong when stage 1 sent it to "
-        "another type (its field is then never predicted). *Wrong type, field model right*: "
-        "errors that are stage 1's alone.",
-        "",
-        "## Thresholds",
-        "",
-        "Accuracy of the answers a threshold on the top probability leaves (`stage1.threshold`,"
-        " `stage2.threshold` of `predict.py`), and in brackets the share of images answered; "
-        "the rest are `uncertain`, left to a person. Field models on images of their true type.",
-        "",
-        "| model | " + " | ".join(f"≥ {t:g}" for t in THRESHOLDS) + " |",
-        "|---|" + "---|" * len(THRESHOLDS),
-    ]
-    for task_id, rows in metrics["thresholds"].items():
-        cells = [
-            f"{_ratio(row['acc'])} ({row['coverage']:.0%})" if row["answered"] else "none answered"
-            for row in rows
-        ]
-        lines.append(f"| {task_id} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"

@@ -10,9 +10,12 @@ import torch
 from PIL import Image
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from significance.pipeline.inference import model_input, resized
+from significance.models.ensemble import FoldEnsemble
+from significance.models.module import ArtworkClassifier
+from significance.pipeline.inference import model_input, probabilities, resized
 from significance.pipeline.loading import Pipeline
 from significance.tasks import slugify
 
@@ -23,6 +26,29 @@ def last_conv_layer(net: nn.Module) -> nn.Module:
     if not convolutions:
         raise ValueError(f"{type(net).__name__} has no Conv2d layer to explain")
     return convolutions[-1]
+
+
+def model_heat_maps(model: ArtworkClassifier | FoldEnsemble, pixels: torch.Tensor) -> np.ndarray:
+    """Grad-CAM of `model` for its top class; of an ensemble, its members' maps for the
+    ensemble's top class, averaged."""
+    if not isinstance(model, FoldEnsemble):
+        return network_heat_maps(model, pixels, None)  # None: the predicted class
+    top = probabilities(model, pixels).argmax(1).tolist()
+    targets = [ClassifierOutputTarget(index) for index in top]
+    return np.mean([network_heat_maps(member, pixels, targets) for member in model.members], 0)
+
+
+def network_heat_maps(
+    model: ArtworkClassifier, pixels: torch.Tensor, targets: list | None
+) -> np.ndarray:
+    """Grad-CAM heat maps of one classifier's last convolution for a uint8 batch."""
+    for module in model.net.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False  # an in-place ReLU would overwrite the hooked activation
+    device = next(model.parameters()).device
+    inputs = model_input(pixels.to(device), model.preprocessing)
+    with GradCAM(model=model.net, target_layers=[last_conv_layer(model.net)]) as cam:
+        return cam(input_tensor=inputs, targets=targets)
 
 
 def explain_batch(
@@ -42,13 +68,7 @@ def explain_batch(
             positions = list(range(len(rows)))
         if not positions:
             continue
-        for module in model.net.modules():
-            if isinstance(module, nn.ReLU):
-                module.inplace = False  # an in-place ReLU would overwrite the hooked activation
-        device = next(model.parameters()).device
-        inputs = model_input(pixels[positions].to(device), model.preprocessing)
-        with GradCAM(model=model.net, target_layers=[last_conv_layer(model.net)]) as cam:
-            heat_maps = cam(input_tensor=inputs, targets=None)  # None: the predicted class
+        heat_maps = model_heat_maps(model, pixels[positions])
         shown = resized(pixels[positions], model.preprocessing.image_size) / 255
         shown = shown.permute(0, 2, 3, 1).numpy().astype(np.float32)
         for position, image, heat_map in zip(positions, shown, heat_maps, strict=True):

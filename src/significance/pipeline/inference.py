@@ -18,6 +18,7 @@ from significance.data.images import image_pixels, load_image
 from significance.data.transforms import Preprocessing, normalize
 from significance.errors import UnreadableImageError
 from significance.hardware import resolve_num_workers
+from significance.models.ensemble import FoldEnsemble
 from significance.models.module import ArtworkClassifier
 from significance.pipeline.loading import Pipeline
 
@@ -88,24 +89,54 @@ def model_input(pixels: torch.Tensor, preprocessing: Preprocessing) -> torch.Ten
 
 
 @torch.inference_mode()
-def probabilities(model: ArtworkClassifier, pixels: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N x classes, on the CPU) of `model` for a uint8 batch."""
+def logits(model: ArtworkClassifier, pixels: torch.Tensor) -> torch.Tensor:
+    """Logits (N x classes, float32 on the CPU) of one classifier for a uint8 batch."""
     device = next(model.parameters()).device
-    logits = model(model_input(pixels.to(device), model.preprocessing))
-    return logits.float().softmax(dim=1).cpu()
+    return model(model_input(pixels.to(device), model.preprocessing)).float().cpu()
+
+
+def probability_pair(
+    model: ArtworkClassifier | FoldEnsemble, pixels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (N x classes, on the CPU) of `model` for a uint8 batch: calibrated
+    (its checkpoint's temperature; 1 with `calibration=none`), and at temperature 1. Of an
+    ensemble, the means of its members' probabilities, each computed as a lone model's."""
+    if isinstance(model, FoldEnsemble):
+        pairs = [probability_pair(member, pixels) for member in model.members]
+        calibrated, plain = zip(*pairs, strict=True)
+        return torch.stack(calibrated).mean(0), torch.stack(plain).mean(0)
+    model_logits = logits(model, pixels)
+    return model.probabilities(model_logits), model_logits.softmax(dim=1)
+
+
+def probabilities(model: ArtworkClassifier | FoldEnsemble, pixels: torch.Tensor) -> torch.Tensor:
+    """Calibrated class probabilities of `model` for a uint8 batch (see `probability_pair`)."""
+    return probability_pair(model, pixels)[0]
 
 
 def stage2_probabilities(
     pipeline: Pipeline, pixels: torch.Tensor, routes: Sequence[str | None]
 ) -> dict[str, dict[int, torch.Tensor]]:
-    """`{task id: {position: probabilities}}`: each image only through its route's models."""
-    results: dict[str, dict[int, torch.Tensor]] = {}
+    """`{task id: {position: calibrated probabilities}}`: each image only through its route's
+    models."""
+    return {
+        task_id: {position: pair[0] for position, pair in by_position.items()}
+        for task_id, by_position in stage2_probability_pairs(pipeline, pixels, routes).items()
+    }
+
+
+def stage2_probability_pairs(
+    pipeline: Pipeline, pixels: torch.Tensor, routes: Sequence[str | None]
+) -> dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """`{task id: {position: (calibrated probabilities, at T = 1)}}`: each image only through
+    its route's models."""
+    results: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
     for artwork_type, fields in pipeline.stage2.items():
         positions = [i for i, route in enumerate(routes) if route == artwork_type]
         if not positions:
             continue
         subset = pixels[positions]
         for model in fields.values():
-            probs = probabilities(model, subset)
-            results[model.task.id] = dict(zip(positions, probs, strict=True))
+            pairs = zip(*probability_pair(model, subset), strict=True)
+            results[model.task.id] = dict(zip(positions, pairs, strict=True))
     return results

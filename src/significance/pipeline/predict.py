@@ -92,12 +92,17 @@ def predict(
     batch_size: int = 64,
     num_workers: int | str = "auto",
     accelerator: str = "auto",
+    calibrated: bool = True,
 ) -> list[dict[str, Any]]:
-    """Classify every file of `source`; write `predictions.csv` and `.jsonl`; return the rows."""
+    """Classify every file of `source`; write `predictions.csv` and `.jsonl`; return the rows.
+
+    Probabilities, and the thresholds on them, are calibrated (each checkpoint's temperature)
+    unless not `calibrated`, when a spec is loaded here.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(pipeline, PipelineSpec):
-        pipeline = load_pipeline(pipeline, accelerator)  # every checkpoint checked before any image
+    if isinstance(pipeline, PipelineSpec):  # every checkpoint checked before any image
+        pipeline = load_pipeline(pipeline, accelerator, calibrated)
     paths = list_inputs(source)
     columns = output_columns(pipeline)
     thresholds = (stage1_threshold, stage2_threshold)

@@ -17,12 +17,14 @@ from torchmetrics.functional.classification import (
 )
 
 from significance.data.collection import Sample
+from significance.reporting.calibration import calibration_section, write_reliability_png
 from significance.reporting.plots import write_confusion_matrix_png
 from significance.reporting.tables import format_cell, markdown_table, write_rows_csv
 from significance.run_files import (
     CONFUSION_MATRIX_FILE,
     PER_CLASS_FILE,
     PREDICTIONS_FILE,
+    RELIABILITY_FILE,
     REPORT_FILE,
 )
 from significance.tasks import Task
@@ -154,11 +156,14 @@ def write_evaluation_report(
     probabilities: torch.Tensor,
     targets: torch.Tensor,
     metrics: dict[str, Any],
+    uncalibrated: torch.Tensor | None = None,
 ) -> str:
-    """Write per_class.csv, confusion_matrix.png, predictions.csv and report.md; return the table.
+    """Write per_class.csv, confusion_matrix.png, predictions.csv, reliability.png and report.md;
+    return the table.
 
-    `samples` are the evaluated images in the order of `probabilities` and `targets`;
-    `metrics` is what `metrics.json` holds (checkpoint, data root, split file among it).
+    `samples` are the evaluated images in the order of `probabilities` (calibrated) and
+    `targets`; `uncalibrated` the same at temperature 1 (None: the same), for the diagram;
+    `metrics` is what `metrics.json` holds (checkpoint, data root, split file, calibration).
     """
     classes = list(task.classes)
     table = classification_table(probabilities, targets, classes)
@@ -168,6 +173,14 @@ def write_evaluation_report(
     predictions = prediction_rows(samples, probabilities, targets, classes)
     columns = ("path", "true_class", "predicted_class", *(f"p_{name}" for name in classes))
     write_rows_csv(output_dir / PREDICTIONS_FILE, columns, predictions)
+    temperature = (metrics.get("calibration") or {}).get("temperature", 1.0)
+    panels = [(f"T = {temperature:.3g}", probabilities)]
+    if uncalibrated is not None:
+        panels = [
+            ("before calibration (T = 1)", uncalibrated),
+            (f"calibrated, {panels[0][0]}", probabilities),
+        ]
+    write_reliability_png(panels, targets, output_dir / RELIABILITY_FILE, task.id)
     text_table = format_text_table(table, f"Task {task.id}: {len(targets)} images")
     (output_dir / REPORT_FILE).write_text(
         report_markdown(task, table, confusion, predictions, metrics)
@@ -189,6 +202,7 @@ def report_markdown(
         "## Summary\n\n" + markdown_table(("figure", "value"), _summary_rows(metrics)),
         _per_class_section(table),
         _confusion_section(list(task.classes), confusion),
+        calibration_section(metrics),
         _mistakes_section(predictions),
     ]
     return "\n\n".join(sections) + "\n"

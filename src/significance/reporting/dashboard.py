@@ -25,6 +25,7 @@ from significance.run_files import (
     METRICS_LOG,
     PER_CLASS_FILE,
     PREDICTIONS_FILE,
+    RELIABILITY_FILE,
 )
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def report_training_run(loggers: Sequence[Logger], output_dir: Path, test_dir: P
 
 
 def log_evaluation_to_wandb(run: Any, test_dir: Path) -> None:
-    """Log the per-class table, the confusion matrix and the worst mistakes of an evaluation."""
+    """Log the per-class table, the confusion matrix, the reliability diagram and the worst
+    mistakes of an evaluation, and its temperature into the run's summary."""
     import wandb
 
     per_class = read_rows_csv(test_dir / PER_CLASS_FILE)
@@ -66,6 +68,15 @@ def log_evaluation_to_wandb(run: Any, test_dir: Path) -> None:
             class_names=classes,
         ),
     }
+    if (test_dir / RELIABILITY_FILE).is_file():
+        panels["test/reliability"] = wandb.Image(str(test_dir / RELIABILITY_FILE))
+    calibration = metrics.get("calibration") or {}
+    run.summary.update(
+        {
+            "calibration/temperature": calibration.get("temperature", 1.0),
+            "calibration/fitted": bool(calibration.get("fitted")),
+        }
+    )
     mistakes = mistake_images(worst_mistakes(predictions), Path(metrics["data_root"]))
     if mistakes:
         panels["test/worst_misclassified"] = mistakes

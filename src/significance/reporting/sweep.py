@@ -1,18 +1,19 @@
-"""A sweep's `results.md`: the study's Table 5 from our runs, mean ± std over seeds.
+"""A sweep's `results.md`: the study's Table 5 from our runs, mean ± std over seeds and folds.
 
 Written by the sweep launcher when a sweep ends, and by `python report.py sweep_dir=...`.
-It reads what every job wrote: its row of `summary.csv` and its `test/per_class.csv`.
+It reads what every job wrote: its row of `summary.csv` and its `test/per_class.csv`. A
+hyperparameter search's `results.md` is another (`reporting/search.py`).
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from significance.errors import InputError
+from significance.reporting.configuration import FIGURES, OVERALL_ROW, Configuration, MeanStd
+from significance.reporting.out_of_fold import write_out_of_fold
 from significance.reporting.study import STUDY_RESULTS, STUDY_SOURCE
 from significance.reporting.tables import markdown_table, read_rows_csv, write_rows_csv
 from significance.run_files import (
@@ -21,15 +22,20 @@ from significance.run_files import (
     RESULTS_FILE,
     SUMMARY_FILE,
 )
+from significance.search import read_search
 
 log = logging.getLogger(__name__)
 
 RESULTS_CSV = "results.csv"
-RESULTS_COLUMNS = ("task", "configuration", "row", "figure", "mean", "std", "n", "seeds")
+RESULTS_COLUMNS = ("task", "configuration", "row", "figure", "mean", "std", "n", "seeds", "folds")
 # Beside the study's figures: our models see less data than the study's did.
 TRAINING_SHARE_NOTE = (
     "With the default fractions these models trained on 72% of each collection (the study: "
     "80%): the validation split that chooses the checkpoint is 10% of the study's training part."
+)
+FOLDS_NOTE = (
+    "A cross-validation fold's model trained on the other K−1 folds less the validation split "
+    "carved out of them (10% by default), and was tested on its own fold."
 )
 TEST_SELECTED_NOTE = (
     "*Test-selected, as the study did*: each job's best test accuracy over its epochs "
@@ -37,62 +43,8 @@ TEST_SELECTED_NOTE = (
     "its Table 5 like with like and never used to choose anything. *Difference*: how much "
     "choosing on the test set inflates the figure."
 )
-OVERALL_ROW = "macro avg"  # the study's "overall" row: unweighted means over classes
-FIGURES = ("precision", "recall", "f1", "accuracy")
-# Overrides that make a job one seed of a configuration rather than a configuration of its own.
-NOT_CONFIGURATION = ("task", "seed", "group")
-
-
-@dataclass(frozen=True)
-class MeanStd:
-    """One figure over seeds: mean, sample standard deviation (n-1; None for one seed), n."""
-
-    mean: float
-    std: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> MeanStd:
-        """Mean and spread of `values`."""
-        spread = statistics.stdev(values) if len(values) > 1 else None
-        return cls(statistics.mean(values), spread, len(values))
-
-    def __str__(self) -> str:
-        if self.std is None:
-            return f"{self.mean:.3f} (1 seed)"
-        return f"{self.mean:.3f} ± {self.std:.3f}"
-
-
-@dataclass
-class Configuration:
-    """The finished jobs of one task and one set of other overrides, one per seed."""
-
-    task: str
-    overrides: str
-    seeds: list[str] = field(default_factory=list)
-    tables: list[list[dict[str, str]]] = field(default_factory=list)
-    # report_test_selected: each seed's best test accuracy over epochs, as the study chose.
-    test_selected: list[float] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        """The task, and the overrides that tell this configuration apart."""
-        return f"{self.task} ({self.overrides})" if self.overrides else self.task
-
-    def figure(self, row: str, column: str) -> MeanStd | None:
-        """`column` of the per-class table's `row` over seeds; None where no job has it."""
-        values = [
-            float(cells[column])
-            for table in self.tables
-            for cells in table
-            if cells["name"] == row and cells.get(column)
-        ]
-        return MeanStd.of(values) if values else None
-
-    @property
-    def rows(self) -> list[str]:
-        """The row names of the per-class table, in the first job's order."""
-        return [cells["name"] for cells in self.tables[0]]
+# Overrides that make a job one seed (or fold) of a configuration rather than one of its own.
+NOT_CONFIGURATION = ("task", "seed", "group", "data.fold")
 
 
 def configuration_overrides(overrides: str) -> set[str]:
@@ -127,6 +79,8 @@ def read_sweep(sweep_dir: Path) -> tuple[list[Configuration], list[dict[str, str
         key = (row["task"], " ".join(sorted(own - shared)))
         configuration = configurations.setdefault(key, Configuration(*key))
         configuration.seeds.append(row["seed"])
+        configuration.folds.append(row.get("fold") or "")  # a sweep of 0.1 has no fold column
+        configuration.job_dirs.append(per_class.parent.parent)
         configuration.tables.append(read_rows_csv(per_class))
         if row.get("test_selected_acc"):
             configuration.test_selected.append(float(row["test_selected_acc"]))
@@ -151,6 +105,7 @@ def results_rows(configurations: Sequence[Configuration]) -> list[dict[str, obje
                             "std": figure.std,
                             "n": figure.n,
                             "seeds": " ".join(configuration.seeds),
+                            "folds": " ".join(configuration.folds).strip(),
                         }
                     )
     return rows
@@ -163,8 +118,13 @@ def study_figure(task: str, name: str) -> str:
 
 
 def seeds_cell(configuration: Configuration) -> str:
-    """The seeds a figure is computed over, and how many."""
-    return f"{', '.join(configuration.seeds)} (n={len(configuration.seeds)})"
+    """The seeds (and folds) a figure is computed over, and how many jobs."""
+    count = f"(n={len(configuration.seeds)})"
+    if not any(configuration.folds):
+        return f"{', '.join(configuration.seeds)} {count}"
+    seeds = list(dict.fromkeys(configuration.seeds))
+    folds = ", ".join(sorted(set(configuration.folds), key=lambda fold: (len(fold), fold)))
+    return f"seed{'s' * (len(seeds) > 1)} {', '.join(seeds)} × folds {folds} {count}"
 
 
 def overview_table(configurations: Sequence[Configuration]) -> str:
@@ -184,22 +144,24 @@ def overview_table(configurations: Sequence[Configuration]) -> str:
                 str(overall["accuracy"]),
                 *(test_selected_cells(configuration, overall["accuracy"]) if selected else ()),
                 study_figure(configuration.task, "accuracy"),
+                str(overall["recall"]),  # balanced accuracy: the mean of the classes' recalls
                 str(overall["precision"]),
-                str(overall["recall"]),
                 str(overall["f1"]),
                 study_figure(configuration.task, "f1"),
+                support_cell(configuration),
             ]
         )
     header = (
         "task",
-        "seeds",
+        "seeds × folds" if any(any(c.folds) for c in configurations) else "seeds",
         "accuracy (validation-selected)" if selected else "accuracy",
         *(("test-selected, as the study did", "difference") if selected else ()),
         "study accuracy",
+        "balanced accuracy (macro recall)",
         "macro precision",
-        "macro recall",
         "macro F1",
         "study F1",
+        "test images per class",
     )
     return markdown_table(header, rows)
 
@@ -210,6 +172,16 @@ def test_selected_cells(configuration: Configuration, ours: MeanStd | None) -> l
         return ["—", "—"]
     selected = MeanStd.of(configuration.test_selected)
     return [str(selected), f"{selected.mean - ours.mean:+.3f}"]
+
+
+def support_cell(configuration: Configuration) -> str:
+    """Each class's test images, the mean over seeds where their splits differ."""
+    supports = {row: configuration.figure(row, "support") for row in configuration.classes}
+    return ", ".join(
+        f"{row} {round(support.mean, 1):g}"
+        for row, support in supports.items()
+        if support is not None
+    )
 
 
 def per_class_table(configuration: Configuration) -> str:
@@ -238,25 +210,29 @@ def results_markdown(
     parts = [
         f"# Results of sweep `{sweep_dir.name}`",
         f"{finished} of {finished + len(failed)} jobs finished and are included. "
-        "Every figure is the mean ± sample standard deviation (n−1) over the seeds listed "
-        "beside it, on each job's test split; a figure from a single seed is marked "
-        "`(1 seed)`. Accuracy is over all test images; precision, recall and F1 are macro "
-        f'averages (unweighted over classes), the study\'s "overall" row. Study: {STUDY_SOURCE},'
+        "Every figure is the mean ± sample standard deviation (n−1) over the seeds (and "
+        "cross-validation folds) listed beside it, on each job's test split (a fold's test "
+        "split is its held-out fold); a figure from a single job is marked "
+        "`(1 seed)`. Accuracy is over all test images; balanced accuracy is the mean of the "
+        "classes' recalls (macro recall), so a model that answers the largest class for every "
+        "image scores 1/k however large that class is; precision and F1 are macro averages "
+        f'(unweighted over classes), the study\'s "overall" row. Study: {STUDY_SOURCE},'
         " transcribed in `significance/reporting/study.py`; the study chose its checkpoints "
         "on the test set, these runs on a validation split.",
-        TRAINING_SHARE_NOTE,
+        FOLDS_NOTE if any(any(c.folds) for c in configurations) else TRAINING_SHARE_NOTE,
         "## Overview (the study's Table 5)\n\n" + overview_table(configurations),
     ]
     if any(configuration.test_selected for configuration in configurations):
         parts.insert(-1, TEST_SELECTED_NOTE)
     for configuration in configurations:
         parts.append(
-            f"## `{configuration.label}`: seeds {seeds_cell(configuration)}\n\n"
-            + per_class_table(configuration)
+            f"## `{configuration.label}`: {'' if any(configuration.folds) else 'seeds '}"
+            f"{seeds_cell(configuration)}\n\n" + per_class_table(configuration)
         )
     if failed:
         lines = [
-            f"- job {row['job']} `{row['task']}` seed {row['seed']}: {row['status']} "
+            f"- job {row['job']} `{row['task']}` seed {row['seed']}"
+            f"{' fold ' + row['fold'] if row.get('fold') else ''}: {row['status']} "
             f"(exit code {row['exit_code'] or 'none'}), `{Path(row['job_dir']).name}`"
             for row in failed
         ]
@@ -265,9 +241,15 @@ def results_markdown(
 
 
 def write_sweep_report(sweep_dir: str | Path) -> Path:
-    """Write `results.md` (and the same figures as `results.csv`) into `sweep_dir`."""
+    """Write `results.md`, `results.csv` and (with folds) `oof_predictions.csv` into `sweep_dir`."""
     sweep_dir = Path(sweep_dir)
+    search = read_search(sweep_dir)
+    if search is not None:  # imported here: search.py builds on this module's tables
+        from significance.reporting.search import write_search_report
+
+        return write_search_report(sweep_dir, search)
     configurations, failed = read_sweep(sweep_dir)
+    write_out_of_fold(sweep_dir, configurations)
     write_rows_csv(sweep_dir / RESULTS_CSV, RESULTS_COLUMNS, results_rows(configurations))
     path = sweep_dir / RESULTS_FILE
     path.write_text(results_markdown(sweep_dir, configurations, failed))

@@ -10,8 +10,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from significance.config import to_plain
+from significance.data.balance import class_weight_problems, sampler_problems
+from significance.data.folds import fold_problems
 from significance.errors import ConfigurationError
 from significance.hardware import check_global_batch, usable_cores
 
@@ -39,7 +42,7 @@ def check_values(cfg: DictConfig) -> None:
 
 def validate_training_config(cfg: DictConfig) -> None:
     """Refuse settings that cannot work, before any data is read or model built."""
-    problems = [*_value_problems(cfg), *_global_batch_problems(cfg)]
+    problems = [*_value_problems(cfg), *_global_batch_problems(cfg), *_calibration_problems(cfg)]
     if problems:
         raise ConfigurationError("; ".join(problems))
 
@@ -52,7 +55,20 @@ def _value_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if not 0 < cfg.data.val_fraction < 1:
         problems.append("data.val_fraction must be in (0, 1): validation chooses the checkpoint")
+    problems += fold_problems(cfg.data.get("folds"), cfg.data.get("fold"))
+    problems += sampler_problems(cfg.data.sampler)
+    problems += class_weight_problems(to_plain(cfg.loss.class_weights), list(cfg.task.classes))
     return problems
+
+
+def _calibration_problems(cfg: DictConfig) -> list[str]:
+    from significance.models.calibration import CalibrationSettings  # loads torch
+
+    try:  # here, not once training has ended and the temperature is fitted
+        CalibrationSettings.from_config(OmegaConf.to_container(cfg.get("calibration") or {}))
+    except ConfigurationError as error:
+        return [str(error)]
+    return []
 
 
 def _global_batch_problems(cfg: DictConfig) -> list[str]:

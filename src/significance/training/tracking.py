@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
 
 from significance.errors import ConfigurationError
 from significance.training.metrics_log import ResumableCSVLogger
@@ -110,3 +113,26 @@ def finish_wandb(exit_code: int = 0) -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish(exit_code=exit_code)
+
+
+def finishes_tracking(function: Callable[[DictConfig], dict[str, Any]]) -> Callable:
+    """End the job's wandb run when `function` returns (exit code 0) or fails (exit code 1).
+
+    Without it the next job of a sweep in the same process would log into this job's run, and
+    a crashed job would show as finished in the dashboard.
+    """
+
+    @functools.wraps(function)
+    def wrapped(cfg: DictConfig) -> dict[str, Any]:
+        try:
+            result = function(cfg)
+        except BaseException:
+            try:  # wandb's service may be gone (a requeued SLURM job): the job's own error stands
+                finish_wandb(1)
+            except Exception:
+                log.warning("Could not finish the wandb run", exc_info=True)
+            raise
+        finish_wandb(0)
+        return result
+
+    return wrapped

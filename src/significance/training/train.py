@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +25,13 @@ from significance.data.run_split import CollectionSettings, SplitSettings
 from significance.files import write_json
 from significance.hardware import keep_freed_memory, warn_if_bf16_emulated
 from significance.models.build import preprocessing_for
+from significance.models.calibration import CalibrationSettings
 from significance.models.module import ArtworkClassifier
+from significance.reporting.checkpoint_report import git_commit
 from significance.reporting.dashboard import report_training_run
 from significance.run_files import LAST_CHECKPOINT, RESULT_FILE, SPLIT_FILE
 from significance.tasks import Task
+from significance.training.calibration import calibrate_checkpoint
 from significance.training.checkpoints import (
     AtomicCheckpointIO,
     check_resumable,
@@ -38,40 +39,18 @@ from significance.training.checkpoints import (
     discard_previous_split,
     expect_own_checkpoints,
 )
+from significance.training.class_weighting import ClassWeightsFromSplit
 from significance.training.metrics_log import ContinueMetricsLog
 from significance.training.preflight import check_environment, validate_training_config
 from significance.training.time_limit import CheckpointOnTimeLimit
-from significance.training.tracking import finish_wandb, make_loggers
+from significance.training.tracking import finishes_tracking, make_loggers
 
 log = logging.getLogger(__name__)
 
 
-def finishes_tracking(function: Callable[[DictConfig], dict[str, Any]]) -> Callable:
-    """End the job's wandb run when `function` returns (exit code 0) or fails (exit code 1).
-
-    Without it the next job of a sweep in the same process would log into this job's run, and
-    a crashed job would show as finished in the dashboard.
-    """
-
-    @functools.wraps(function)
-    def wrapped(cfg: DictConfig) -> dict[str, Any]:
-        try:
-            result = function(cfg)
-        except BaseException:
-            try:  # wandb's service may be gone (a requeued SLURM job): the job's own error stands
-                finish_wandb(1)
-            except Exception:
-                log.warning("Could not finish the wandb run", exc_info=True)
-            raise
-        finish_wandb(0)
-        return result
-
-    return wrapped
-
-
 @finishes_tracking
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit the task's model, keep the best checkpoint on validation, test it on one device.
+    """Fit the task's model, keep the best checkpoint on validation, calibrate it there, test it.
 
     Returns (and writes to `result.json` in the run folder) the job's result; ranks other
     than 0 return an empty dict. Test figures come from a single-device evaluation of the best
@@ -98,8 +77,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     report_training_run(loggers, output_dir, output_dir / "test")
     write_json(output_dir / RESULT_FILE, result)
     log.info(
-        "Finished %s: test acc %.4f, macro F1 %.4f, best checkpoint %s",
+        "Finished %s%s: test acc %.4f, macro F1 %.4f, best checkpoint %s",
         task.id,
+        "" if result["fold"] is None else f" (fold {result['fold']})",
         result["test_acc"],
         result["test_f1_macro"],
         result["checkpoint"],
@@ -134,6 +114,8 @@ def build_datamodule(cfg: DictConfig, task: Task, output_dir: Path) -> ArtworkDa
         val_fraction=data["val_fraction"],
         seed=data["seed"],
         tasks=tuple(configured_tasks(cfg)),
+        folds=data.get("folds"),
+        fold=data.get("fold"),
     )
     loader = LoaderSettings(
         batch_size=data["batch_size"],
@@ -141,6 +123,7 @@ def build_datamodule(cfg: DictConfig, task: Task, output_dir: Path) -> ArtworkDa
         cache=data["cache"],
         cache_dir=Path(data["cache_dir"]),
         seed=data["seed"],
+        sampler=data["sampler"],
     )
     return ArtworkDataModule(
         task=task,
@@ -171,6 +154,7 @@ def build_model(
         split_file=str((output_dir / SPLIT_FILE).resolve()),
         channels_last=bool(cfg.get("channels_last", False)),
         scheduler=to_plain(cfg.get("scheduler")),
+        commit=git_commit(),
     )
 
 
@@ -178,6 +162,7 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> L
     """Lightning's Trainer with the configured callbacks, atomic checkpoints and our samplers."""
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values() if callback]
     callbacks.append(ContinueMetricsLog())
+    callbacks.append(ClassWeightsFromSplit(to_plain(cfg.loss.class_weights)))
     callbacks.append(CheckpointOnTimeLimit(output_dir / LAST_CHECKPOINT))  # under SLURM only
     return L.Trainer(
         **to_plain(cfg.trainer),
@@ -191,19 +176,20 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> L
 
 
 def test_best_checkpoint(cfg: DictConfig, trainer: L.Trainer, output_dir: Path) -> dict[str, Any]:
-    """Evaluate the checkpoint chosen on validation on one device, as `evaluate.py` does."""
+    """Calibrate the checkpoint chosen on validation, test it on one device as evaluate.py does."""
     # The first ModelCheckpoint of conf/callbacks is the one that monitors val/acc.
     best = trainer.checkpoint_callback.best_model_path
     if not best:
         raise RuntimeError("training saved no checkpoint: was there a validation set?")
-    return evaluate_checkpoint(
-        best,
-        output_dir / "test",
-        accelerator=cfg.trainer.accelerator,
-        batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        cache_dir=cfg.data.cache_dir if cfg.data.cache else None,
-    )
+    loading = {
+        "accelerator": cfg.trainer.accelerator,
+        "batch_size": cfg.data.batch_size,
+        "num_workers": cfg.data.num_workers,
+        "cache_dir": cfg.data.cache_dir if cfg.data.cache else None,
+    }
+    settings = CalibrationSettings.from_config(to_plain(cfg.get("calibration")))
+    calibrate_checkpoint(best, settings, **loading)
+    return evaluate_checkpoint(best, output_dir / "test", calibrated=settings.enabled, **loading)
 
 
 def job_result(
@@ -220,6 +206,7 @@ def job_result(
     return {
         "task": task.id,
         "seed": int(cfg.seed),
+        "fold": cfg.data.get("fold"),  # the cross-validation fold tested on; None without folds
         "status": "ok",
         "best_val_acc": float(best_val) if best_val is not None else None,
         # The epoch (from 0) whose weights are best.ckpt; None with another callback.
@@ -227,8 +214,13 @@ def job_result(
         **test_selected(model),
         "test_acc": metrics["test/acc"],
         "test_acc_macro": metrics["test/acc_macro"],
+        # The mean of the classes' recalls: what macro accuracy is (torchmetrics' conventions).
+        "test_balanced_acc": metrics["test/acc_macro"],
         "test_f1_macro": metrics["test/f1_macro"],
         "test_loss": metrics["test/loss"],
+        "test_ece": metrics["test/ece"],
+        "test_ece_calibrated": metrics["test/ece_calibrated"],
+        "temperature": metrics["calibration"]["temperature"],
         "checkpoint": str(Path(trainer.checkpoint_callback.best_model_path).resolve()),
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.time() - started, 1),

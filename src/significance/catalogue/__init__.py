@@ -1,0 +1,1 @@
+"""From predictions to a better catalogue: enrich the annotations table, review, merge back."""
