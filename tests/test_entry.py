@@ -7,8 +7,9 @@ import sys
 
 import pytest
 from conftest import PROJECT_ROOT
+from hydra.errors import MissingConfigException
 
-from significance.entry import updated_arguments
+from significance.entry import one_line, updated_arguments
 
 # Runs an entry script as `python <script> <arguments>` would, then says whether torch loaded.
 PROBE = """
@@ -93,3 +94,12 @@ def test_an_old_setting_name_reaches_the_script_renamed():
     process = _probe("evaluate.py", "cache_file=/nowhere/facts.sqlite", "ckpt=/nowhere/x.ckpt")
     assert "cache_file is now facts_file" in process.stderr
     assert "error: checkpoint /nowhere/x.ckpt not found" in process.stderr
+
+
+def test_a_search_without_the_search_extra_says_how_to_install_it():
+    missing = MissingConfigException(
+        "Could not find 'hydra/sweeper/optuna'", missing_cfg_file="hydra/sweeper/optuna"
+    )
+    error = RuntimeError("Error composing the config")
+    error.__cause__ = missing
+    assert one_line(error).endswith("pip install -e '.[search]')")

@@ -152,8 +152,11 @@ def one_line(error: BaseException) -> str:
     if _caused_by(error, (ConfigKeyError, ConfigAttributeError)):
         first += " (misspelt? a new key needs a leading +)"
     missing = _caused_by(error, (MissingConfigException,))
-    if missing is not None and str(missing.missing_cfg_file or "").startswith("task/"):
+    missing_file = str(missing.missing_cfg_file or "") if missing is not None else ""
+    if missing_file.startswith("task/"):
         first += f" (tasks: {', '.join(_known_tasks())})"
+    elif missing_file == "hydra/sweeper/optuna":
+        first += " (hparams_search needs Optuna's sweeper: pip install -e '.[search]')"
     return first
 
 
