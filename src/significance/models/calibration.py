@@ -134,7 +134,8 @@ def fit_temperature(
         if below:
             reason = (
                 f"the NLL still falls at the lowest temperature, {settings.min_temperature:g}: "
-                "right on almost every validation image, by small margins"
+                "on validation the model is right more often than even its sharpened "
+                "probabilities say"
             )
         else:
             reason = (
