@@ -58,7 +58,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     from significance.hardware import usable_cores
 
     marks = config.option.markexpr
-    if any(name in marks for name in ("slurm", "requeue")) and "not slurm" not in marks:
+    if "slurm" in marks and "not slurm" not in marks:
         return 0  # one process, one cluster: its jobs share the node's cores anyway
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return max(1, min(usable_cores(), memory // MEMORY_PER_WORKER))
