@@ -148,6 +148,15 @@ def test_a_sweep_rerun_skips_finished_jobs_resumes_interrupted_and_reruns_failed
     # The skipped job's results still count: in the sweep's report and for a pipeline.
     assert "2 of 2 jobs finished and are included" in (sweep_dir / "results.md").read_text()
 
+    # Other settings into the same folder: no job resumed or skipped, each says what differs.
+    other = run_script(*command, "optimizer.lr=0.5")
+    assert other.returncode == 1
+    refused = read_csv(sweep_dir / "summary.csv")
+    assert [r["status"] for r in refused] == ["failed", "failed"]
+    assert all("optimizer.lr: 1e-05 -> 0.5" in r["reason"] for r in refused), refused
+    assert "resume=false" in refused[0]["reason"]
+    assert finished_result.stat().st_mtime_ns == finished_stamp
+
     # resume=false retrains every job, finished ones too, and draws each split anew.
     again = run_script(*command, "resume=false")
     assert_ok(again)

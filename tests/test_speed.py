@@ -45,3 +45,13 @@ def test_compile_takes_true_a_mode_or_torch_compile_arguments():
     for options in (False, None, True, "max-autotune", {"mode": "reduce-overhead"}):
         compile_network(model, options)
     assert calls == [{}, {"mode": "max-autotune"}, {"mode": "reduce-overhead"}]
+
+
+def test_bf16_true_trains_on_batches_cast_to_bf16(compose_train):
+    # Lightning casts a batch while it is still bytes: the datamodule casts what it normalised.
+    result = train(compose_train("task=coins/period", "trainer.precision=bf16-true"))
+    assert result["status"] == "ok"
+    weights = torch.load(result["checkpoint"], weights_only=True, mmap=True)["state_dict"]
+    assert {tensor.dtype for tensor in weights.values() if tensor.is_floating_point()} == {
+        torch.bfloat16
+    }

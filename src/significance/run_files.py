@@ -11,6 +11,7 @@ RESULT_FILE = "result.json"
 SPLIT_FILE = "split.csv"
 SKIPPED_FILE = "skipped.csv"
 WANDB_ID_FILE = "wandb_id.txt"
+SETTINGS_FILE = "settings.json"  # the settings its figures depend on (significance.run_settings)
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 METRICS_LOG = Path("logs") / "metrics.csv"
 METRICS_FILE = "metrics.json"

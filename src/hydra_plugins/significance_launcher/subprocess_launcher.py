@@ -112,7 +112,7 @@ class SubprocessLauncher(Launcher):
             while pending or running:
                 while pending and len(running) < self.max_parallel:
                     job = compose_job(self.hydra_context, self.config, *pending.pop(0))
-                    if job.config is None:
+                    if job.error:  # does not compose, or its folder holds other settings
                         record(job, summary_row(job, "failed"))
                     elif job.finished_before:  # resume=false retrains even a finished job
                         log.info("#%d finished in an earlier run of this sweep: skipped", job.index)

@@ -32,6 +32,7 @@ from significance.run_files import (
     SUMMARY_FILE,
     finished_result,
 )
+from significance.run_settings import length_changed, settings_conflict
 from significance.search import objective_name, objective_value, search_of, write_search
 
 log = logging.getLogger(__name__)
@@ -66,14 +67,15 @@ class SweepJob:
     overrides: list[str]
     job_dir: Path
     config: Optional[DictConfig]  # noqa: UP045  None when the overrides do not compose
-    error: str = ""
+    error: str = ""  # set before it runs: it is not run (does not compose, other settings)
 
     @property
     def finished_before(self) -> bool:
-        """Its folder holds a finished result and `resume` does not ask to train it again."""
+        """Its folder holds a finished result, of the length asked, and `resume` is not false."""
         if self.config is None or OmegaConf.select(self.config, "resume") is False:
             return False
-        return finished_result(self.job_dir) is not None
+        finished = finished_result(self.job_dir) is not None
+        return finished and not length_changed(self.job_dir, self.config)
 
 
 def compose_job(
@@ -94,7 +96,13 @@ def compose_job(
         return SweepJob(
             index, list(overrides), sweep_dir / f"{index}_failed", None, _describe(error)
         )
-    return SweepJob(index, list(overrides), job_dir, config)
+    # An earlier run of this sweep with other settings left its job here: neither resumed nor
+    # skipped, whose figures would then stand for these settings.
+    retrain = OmegaConf.select(config, "resume") is False
+    conflict = "" if retrain else settings_conflict(job_dir, config)
+    if conflict:
+        log.error("#%d is not run: %s", index, conflict)
+    return SweepJob(index, list(overrides), job_dir, config, conflict)
 
 
 def with_group(overrides: Sequence[str], sweep_dir: Path) -> list[str]:

@@ -232,13 +232,18 @@ class ArtworkDataModule(L.LightningDataModule):
         """Augment (training only) and normalise on the device the model runs on.
 
         Rotation happens in each source photograph's frame (its height / width rides along).
+        In float32, then in the precision's own type: Lightning casts a batch before it gets
+        here (`convert_input`), when it is still bytes, so `bf16-true` would get float32 images.
         """
         images, targets, aspects = batch
         images = images.float()
-        if self.trainer is not None and self.trainer.training:
+        if self.trainer is None:
+            return normalize(images, self.preprocessing), targets
+        if self.trainer.training:
             if self.augment_epoch != self.trainer.current_epoch:
                 self.augment_epoch = self.trainer.current_epoch
                 seed = epoch_seed(self.loader.seed, self.augment_epoch, self.trainer.global_rank)
                 self.augment_generator.manual_seed(seed)
             images = augment(images, self.augmentation, self.augment_generator, aspects)
-        return normalize(images, self.preprocessing), targets
+        images = normalize(images, self.preprocessing)
+        return self.trainer.precision_plugin.convert_input(images), targets

@@ -1,0 +1,118 @@
+"""The settings a run's figures depend on, kept in its folder: continuing it with others is refused.
+
+A run folder is continued by a rerun (the same `hydra.run.dir`, `resume=<folder>`, a sweep rerun
+into the same `hydra.sweep.dir`, a SLURM requeue), and its name does not say its settings (a
+sweep job's is its number, task and seed). A fresh run writes `settings.json`: its config as
+composed, interpolations unresolved (`${seed}` stays `${seed}`, whatever the machine's paths),
+less what does not change its figures (`IGNORED`). A rerun that would resume the run, or skip it
+as finished, with other values is refused and says which; only its length may change
+(`LENGTH`). Light: no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from significance.files import write_json
+from significance.run_files import LAST_CHECKPOINT, SETTINGS_FILE, finished_result
+
+# Where things are, how fast and how loudly a run goes, how often it saves, and what the
+# launcher adds: none changes a figure, and all may differ between a run and its rerun.
+IGNORED = (
+    "hydra",
+    "group",
+    "resume",
+    "objective",
+    "logger",
+    "paths",
+    "channels_last",
+    "compile",
+    "data.num_workers",
+    "data.cache",
+    "data.cache_dir",
+    "data.facts_file",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "callbacks.progress_bar",
+    "callbacks.last_checkpoint",  # how often the full state is saved, not what is trained
+)
+# How long it trains: a run may be continued to another length (more epochs, say), and a
+# sweep job that finished at another length is run again, resuming, instead of skipped.
+LENGTH = ("trainer.max_epochs", "trainer.max_time")
+SHOWN = 4  # differences named in the message; the rest are counted
+
+
+def run_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The config's values by dotted key, as composed, less `IGNORED`."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if prefix and _ignored(prefix):
+            return
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            flat[prefix] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return flat
+
+
+def write_run_settings(output_dir: Path, cfg: DictConfig) -> None:
+    """Record a fresh run's settings in its folder."""
+    write_json(output_dir / SETTINGS_FILE, run_settings(cfg))
+
+
+def changed_settings(output_dir: Path, cfg: DictConfig) -> dict[str, tuple[Any, Any]]:
+    """(before, now) of each setting both the folder's run and `cfg` have, and differ in.
+
+    A setting only one side has is left out: an option added or removed since the run began.
+    """
+    try:
+        before = json.loads((output_dir / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}  # a run from before settings were kept, or none
+    now = run_settings(cfg)
+    common = sorted(before.keys() & now.keys())
+    return {key: (before[key], now[key]) for key in common if before[key] != now[key]}
+
+
+def settings_conflict(output_dir: Path, cfg: DictConfig) -> str:
+    """Why `cfg` may not continue the run in `output_dir` ('' when it may, or nothing is there).
+
+    Its length (`LENGTH`) may change: the run then goes on to the new one.
+    """
+    if not ((output_dir / LAST_CHECKPOINT).is_file() or finished_result(output_dir)):
+        return ""  # nothing to resume or to skip: a fresh run will replace what is there
+    changed = [
+        f"{key}: {_show(before)} -> {_show(now)}"
+        for key, (before, now) in changed_settings(output_dir, cfg).items()
+        if key not in LENGTH
+    ]
+    if not changed:
+        return ""
+    more = f" and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
+    return (
+        f"{output_dir} holds a run with other settings ({'; '.join(changed[:SHOWN])}{more}): "
+        "run in another folder (hydra.run.dir, or hydra.sweep.dir for a sweep), or add "
+        "resume=false to train afresh over it"
+    )
+
+
+def length_changed(output_dir: Path, cfg: DictConfig) -> bool:
+    """Whether `cfg` asks the run in `output_dir` to train for another length."""
+    return any(key in LENGTH for key in changed_settings(output_dir, cfg))
+
+
+def _ignored(key: str) -> bool:
+    return any(key == name or key.startswith(name + ".") for name in IGNORED)
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (str, list, dict)) else str(value)
