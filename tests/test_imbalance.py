@@ -20,7 +20,7 @@ from significance.data.split import read_split
 from significance.entry import one_line
 from significance.errors import ConfigurationError
 from significance.models.module import load_classifier
-from significance.training.preflight import check_values
+from significance.training.preflight import check_values, warn_about_settings
 from significance.training.train import train
 
 # icons/location with 20 times more `other` icons than `cyprus` ones; a test split of 30% keeps
@@ -158,6 +158,20 @@ def test_bad_imbalance_settings_are_refused_in_one_line(compose_train, override,
     with pytest.raises(ConfigurationError, match=message) as caught:
         check_values(cfg)  # what train.py runs before torch loads
     assert one_line(caught.value) == str(caught.value)
+
+
+def test_imbalance_settings_that_defeat_their_purpose_are_warned_about(compose_train, caplog):
+    def advice(*overrides: str) -> list[str]:
+        return warn_about_settings(compose_train("task=coins/material", *overrides))
+
+    assert advice() == []  # the study's training: nothing to say
+    macro = "callbacks.best_checkpoint.monitor=val/acc_macro"
+    assert advice("loss.class_weights=balanced", macro) == []
+    assert advice("data.sampler=balanced", macro) == []
+    (line,) = advice("loss.class_weights=balanced")
+    assert "monitor=val/acc_macro" in line and line in caplog.text
+    (line,) = advice("data.sampler=balanced", "loss.class_weights={gold:5}", macro)
+    assert "counts the rare classes up twice" in line
 
 
 def draws(labels: list[int], world_size: int, rank: int, epoch: int, seed: int = 0) -> list:

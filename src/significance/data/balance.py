@@ -42,6 +42,23 @@ def class_weight_problems(setting: Any, classes: Sequence[str]) -> list[str]:
     return problems
 
 
+def imbalance_advice(class_weights_setting: Any, sampler: Any, monitor: Any) -> list[str]:
+    """Warnings for settings that undo each other or what they are for (empty: none)."""
+    weighted = class_weights_setting not in (None, "none")
+    advice = []
+    if weighted and sampler == BALANCED:
+        advice.append(
+            "loss.class_weights with data.sampler=balanced counts the rare classes up twice: "
+            "the sampler already draws every class as often; use one of them"
+        )
+    if (weighted or sampler == BALANCED) and monitor == "val/acc":
+        advice.append(
+            "the best checkpoint is chosen on val/acc, which prefers the epoch that names the "
+            "largest class for everything: add callbacks.best_checkpoint.monitor=val/acc_macro"
+        )
+    return advice
+
+
 def class_weights(
     setting: Any, classes: Sequence[str], labels: Sequence[str]
 ) -> list[float] | None:

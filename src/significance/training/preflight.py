@@ -6,6 +6,7 @@ so a bad value is answered at once; `train()` checks the machine, then every set
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from significance.config import to_plain
-from significance.data.balance import class_weight_problems, sampler_problems
+from significance.data.balance import class_weight_problems, imbalance_advice, sampler_problems
 from significance.data.folds import fold_problems
 from significance.errors import ConfigurationError
 from significance.hardware import check_global_batch, usable_cores
+
+log = logging.getLogger(__name__)
 
 # Five 2x poolings (VGG, ResNet, ConvNeXt): below 32 px the last feature map is empty.
 DEFAULT_MIN_IMAGE_SIZE = 32
@@ -45,6 +48,15 @@ def validate_training_config(cfg: DictConfig) -> None:
     problems = [*_value_problems(cfg), *_global_batch_problems(cfg), *_calibration_problems(cfg)]
     if problems:
         raise ConfigurationError("; ".join(problems))
+
+
+def warn_about_settings(cfg: DictConfig) -> list[str]:
+    """Log (and return) what would work, but against what the settings are for."""
+    monitor = OmegaConf.select(cfg, "callbacks.best_checkpoint.monitor")
+    advice = imbalance_advice(to_plain(cfg.loss.class_weights), cfg.data.sampler, monitor)
+    for line in advice:
+        log.warning(line)
+    return advice
 
 
 def _value_problems(cfg: DictConfig) -> list[str]:

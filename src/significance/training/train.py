@@ -43,7 +43,11 @@ from significance.training.checkpoints import (
 )
 from significance.training.class_weighting import ClassWeightsFromSplit
 from significance.training.metrics_log import ContinueMetricsLog
-from significance.training.preflight import check_environment, validate_training_config
+from significance.training.preflight import (
+    check_environment,
+    validate_training_config,
+    warn_about_settings,
+)
 from significance.training.time_limit import CheckpointOnTimeLimit
 from significance.training.tracking import finishes_tracking, make_loggers
 
@@ -93,6 +97,7 @@ def check_settings(cfg: DictConfig, output_dir: Path) -> None:
     """Refuse what cannot work on this machine or at all, before any data is read."""
     check_environment(cfg, output_dir)  # first: a machine without the devices says so
     validate_training_config(cfg)
+    warn_about_settings(cfg)
     warn_if_bf16_emulated(cfg.trainer.precision, cfg.trainer.accelerator)
 
 
