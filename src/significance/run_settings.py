@@ -2,7 +2,7 @@
 
 A run folder is continued by a rerun (the same `hydra.run.dir`, `resume=<folder>`, a sweep rerun
 into the same `hydra.sweep.dir`, a SLURM requeue), and its name does not say its settings (a
-sweep job's is its number, task and seed). A fresh run writes `settings.json`: its config as
+sweep job's is its number, task and seed). Every run writes `settings.json`: its config as
 composed, interpolations unresolved (`${seed}` stays `${seed}`, whatever the machine's paths),
 less what does not change its figures (`IGNORED`). A rerun that would resume the run, or skip it
 as finished, with other values is refused and says which; only its length may change
@@ -65,7 +65,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
 
 
 def write_run_settings(output_dir: Path, cfg: DictConfig) -> None:
-    """Record a fresh run's settings in its folder."""
+    """Record the run's settings in its folder (rank 0's to do)."""
     write_json(output_dir / SETTINGS_FILE, run_settings(cfg))
 
 
