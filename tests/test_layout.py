@@ -23,6 +23,7 @@ LAYERS = {
     "config": 0,
     "process_groups": 0,
     "search": 0,
+    "run_settings": 0,
     "data": 1,
     "models": 2,
     "reporting": 3,
