@@ -31,7 +31,7 @@ from significance.models.module import ArtworkClassifier
 from significance.reporting.checkpoint_report import git_commit
 from significance.reporting.dashboard import report_training_run
 from significance.run_files import LAST_CHECKPOINT, RESULT_FILE, SPLIT_FILE
-from significance.run_settings import settings_conflict, write_run_settings
+from significance.run_settings import length_changed, settings_conflict, write_run_settings
 from significance.tasks import Task
 from significance.training.calibration import calibrate_checkpoint
 from significance.training.checkpoints import (
@@ -115,6 +115,8 @@ def choose_resume(cfg: DictConfig, task: Task, output_dir: Path) -> Path | None:
         epoch = check_resumable(resume_from, task, cfg.model.name)
         log.info("Resuming %s from %s (saved in epoch %d)", task.id, resume_from, epoch)
         expect_own_checkpoints()
+        if rank_zero_only.rank == 0 and length_changed(output_dir, cfg):
+            (output_dir / RESULT_FILE).unlink(missing_ok=True)  # it finished the old length
     elif rank_zero_only.rank == 0:
         discard_previous_split(output_dir)
     if rank_zero_only.rank == 0:
