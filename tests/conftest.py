@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,23 @@ def run_sweep(
         f"hydra.sweep.dir={sweep_dir}",
         timeout=timeout,
     )
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header."""
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def wait_for(condition, timeout: float, process: subprocess.Popen | None = None) -> None:
+    """Poll `condition()` until it holds; fail if `timeout` passes or `process` ends first."""
+    deadline = time.time() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the process ended (exit {process.returncode}) before the condition")
+        if time.time() > deadline:
+            pytest.fail("timed out waiting")
+        time.sleep(0.05)
 
 
 def assert_ok(process: subprocess.CompletedProcess) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Sweep, made_once, sweep_once
+from conftest import Sweep, made_once, read_csv, sweep_once
 from test_audit import compose_audit
 from test_reporting import expected_figure
 
@@ -76,11 +76,6 @@ def cv_sweep(tmp_path_factory: pytest.TempPathFactory, noisy_demo: Path) -> Swee
         "optimizer.lr=1e-2",
         f"data.root={noisy_demo / 'demo'}",
     )
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_experiment_cv_runs_one_job_per_fold_named_by_its_fold(cv_sweep: Sweep):

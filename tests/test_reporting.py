@@ -10,16 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_ok, run_script, run_sweep
+from conftest import assert_ok, read_csv, run_script, run_sweep
 
 from significance.data.split import read_split
 from significance.reporting.sweep import write_sweep_report
 from significance.training.train import train
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def report_figure(report: str, name: str) -> float:
