@@ -4,7 +4,10 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from significance.pipeline.loading import PipelineSpec, spec_from_sweep
+import pytest
+
+from significance.errors import PipelineError
+from significance.pipeline.loading import PipelineSpec, spec_from_config, spec_from_sweep
 from significance.pipeline.predict import list_inputs
 from significance.pipeline.scoring import field_metrics, tally, threshold_table
 
@@ -33,6 +36,13 @@ def test_error_sources_of_a_field_add_up():
     assert values["errors_wrong_type_field_model_right"] == 1
 
 
+def write_summary(folder: Path, rows: list[tuple[str, str, str, str]]) -> None:
+    with (folder / "summary.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["task", "status", "best_val_acc", "checkpoint"])
+        writer.writerows(rows)
+
+
 def test_from_sweep_takes_each_tasks_best_ok_checkpoint(tmp_path):
     rows = [
         ("artefact", "ok", "0.5", "a0.ckpt"),
@@ -40,12 +50,17 @@ def test_from_sweep_takes_each_tasks_best_ok_checkpoint(tmp_path):
         ("artefact", "failed", "0.9", "a2.ckpt"),
         ("coins/material", "ok", "0.6", "c.ckpt"),
     ]
-    with (tmp_path / "summary.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["task", "status", "best_val_acc", "checkpoint"])
-        writer.writerows(rows)
+    write_summary(tmp_path, rows)
     spec = spec_from_sweep(tmp_path)
     assert spec == PipelineSpec(stage1="a1.ckpt", stage2={"coins": {"material": "c.ckpt"}})
+
+
+def test_a_sweep_without_a_stage1_job_takes_one_named_and_says_so_otherwise(tmp_path):
+    write_summary(tmp_path, [("coins/material", "ok", "0.6", "c.ckpt")])
+    with pytest.raises(PipelineError, match="add task=artefact to the sweep, or name a stage-1"):
+        spec_from_config({"from_sweep": str(tmp_path)})
+    spec = spec_from_config({"from_sweep": str(tmp_path), "stage1": "mine.ckpt"})
+    assert spec == PipelineSpec(stage1="mine.ckpt", stage2={"coins": {"material": "c.ckpt"}})
 
 
 def test_inputs_from_folder_recursive_and_from_csv(tmp_path):

@@ -80,8 +80,8 @@ def spec_from_config(config: Mapping[str, Any]) -> PipelineSpec:
     stage1 = config.get("stage1")
     stage2: dict[str, dict[str, Checkpoints]] = {}
     if config.get("from_sweep"):
-        swept = spec_from_sweep(config["from_sweep"])
-        stage1, stage2 = stage1 or swept.stage1, swept.stage2
+        swept = spec_from_sweep(config["from_sweep"], _slot(stage1) if stage1 else None)
+        stage1, stage2 = swept.stage1, swept.stage2
     for artwork_type, fields in (config.get("stage2") or {}).items():
         stage2.setdefault(artwork_type, {}).update({k: _slot(v) for k, v in fields.items()})
     if not stage1:
@@ -97,8 +97,11 @@ def _slot(value: Any) -> Checkpoints:
     return [str(path) for path in value] if isinstance(value, (list, tuple)) else str(value)
 
 
-def spec_from_sweep(sweep_dir: str | Path) -> PipelineSpec:
-    """Each task's checkpoints in a sweep (`task_checkpoints` of its jobs that finished ok)."""
+def spec_from_sweep(sweep_dir: str | Path, stage1: Checkpoints | None = None) -> PipelineSpec:
+    """Each task's checkpoints in a sweep (`task_checkpoints` of its jobs that finished ok).
+
+    `stage1`, when given, stands in for the sweep's stage-1 task: the sweep then needs none.
+    """
     summary = Path(sweep_dir) / SUMMARY_FILE
     if not summary.is_file():
         raise PipelineError(f"pipeline.from_sweep: {summary} not found")
@@ -114,17 +117,30 @@ def spec_from_sweep(sweep_dir: str | Path) -> PipelineSpec:
                 row["checkpoint"] = str(moved)
             by_task[row["task"]].append(row)
     chosen = {task_id: task_checkpoints(rows) for task_id, rows in by_task.items()}
-    stage1 = [task_id for task_id in chosen if "/" not in task_id]
-    if len(stage1) != 1:
-        raise PipelineError(
-            f"{summary}: expected exactly one stage-1 task among the ok jobs, found {stage1}"
-        )
+    if stage1 is None:
+        stage1 = chosen[_stage1_task(summary, chosen)]
     stage2: dict[str, dict[str, Checkpoints]] = {}
     for task_id, checkpoints in sorted(chosen.items()):
         if "/" in task_id:
             artwork_type, name = task_id.split("/", 1)
             stage2.setdefault(artwork_type, {})[name] = checkpoints
-    return PipelineSpec(stage1=chosen[stage1[0]], stage2=stage2)
+    return PipelineSpec(stage1=stage1, stage2=stage2)
+
+
+def _stage1_task(summary: Path, chosen: Mapping[str, Checkpoints]) -> str:
+    """The sweep's one stage-1 (artwork type) task; refused, saying what to do, if not one."""
+    found = [task_id for task_id in chosen if "/" not in task_id]
+    if not found:
+        raise PipelineError(
+            f"{summary}: no stage-1 job (task=artefact) finished in this sweep: add "
+            "task=artefact to the sweep, or name a stage-1 checkpoint with pipeline.stage1=<ckpt>"
+        )
+    if len(found) > 1:
+        raise PipelineError(
+            f"{summary}: {len(found)} stage-1 tasks finished ({', '.join(found)}): "
+            "name the one to use with pipeline.stage1=<ckpt>"
+        )
+    return found[0]
 
 
 def task_checkpoints(rows: list[dict[str, str]]) -> Checkpoints:
