@@ -125,13 +125,15 @@ def test_a_sweep_rerun_skips_finished_jobs_resumes_interrupted_and_reruns_failed
     # The skipped job's results still count: in the sweep's report and for a pipeline.
     assert "2 of 2 jobs finished and are included" in (sweep_dir / "results.md").read_text()
 
-    # Other settings into the same folder: no job resumed or skipped, each says what differs.
+    # Other settings into the same folder: refused before any job runs, in one line that says
+    # what differs; the sweep's records stay as they were.
+    records = {name: (sweep_dir / name).read_bytes() for name in ("summary.csv", "results.md")}
     other = run_script(*command, "optimizer.lr=0.5")
     assert other.returncode == 1
-    refused = read_csv(sweep_dir / "summary.csv")
-    assert [r["status"] for r in refused] == ["failed", "failed"]
-    assert all("optimizer.lr: 1e-05 -> 0.5" in r["reason"] for r in refused), refused
-    assert "resume=false" in refused[0]["reason"]
+    (line,) = other.stderr.strip().splitlines()
+    assert line.startswith(f"error: {sweep_dir} holds an earlier run of this sweep"), line
+    assert "#0 (optimizer.lr: 1e-05 -> 0.5)" in line and "resume=false" in line
+    assert {name: (sweep_dir / name).read_bytes() for name in records} == records
     assert finished_result.stat().st_mtime_ns == finished_stamp
 
     # resume=false retrains every job, finished ones too, and draws each split anew.

@@ -90,10 +90,11 @@ def changed_settings(output_dir: Path, cfg: DictConfig) -> dict[str, tuple[Any, 
     return _differences(before, run_settings(cfg), "")
 
 
-def settings_conflict(output_dir: Path, cfg: DictConfig) -> str:
-    """Why `cfg` may not continue the run in `output_dir` ('' when it may, or nothing is there).
+def conflicting_settings(output_dir: Path, cfg: DictConfig) -> str:
+    """`key: before -> now` of the settings that forbid `cfg` to continue the run in `output_dir`.
 
-    Its length (`LENGTH`) may grow: the run then goes on to the new one.
+    '' when it may, or when nothing is there to continue. Its length (`LENGTH`) may grow: the
+    run then goes on to the new one.
     """
     if not ((output_dir / LAST_CHECKPOINT).is_file() or finished_result(output_dir)):
         return ""  # nothing to resume or to skip: a fresh run will replace what is there
@@ -102,13 +103,18 @@ def settings_conflict(output_dir: Path, cfg: DictConfig) -> str:
         for key, (before, now) in changed_settings(output_dir, cfg).items()
         if key not in LENGTH or _shorter(before, now)
     ]
+    more = f" and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
+    return "; ".join(changed[:SHOWN]) + more
+
+
+def settings_conflict(output_dir: Path, cfg: DictConfig) -> str:
+    """Why `cfg` may not continue the run in `output_dir` ('' when it may)."""
+    changed = conflicting_settings(output_dir, cfg)
     if not changed:
         return ""
-    more = f" and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
     return (
-        f"{output_dir} holds a run with other settings ({'; '.join(changed[:SHOWN])}{more}): "
-        "run in another folder (hydra.run.dir, or hydra.sweep.dir for a sweep), or add "
-        "resume=false to train afresh over it"
+        f"{output_dir} holds a run with other settings ({changed}): run in another folder "
+        "(hydra.run.dir), or add resume=false to train afresh over it"
     )
 
 

@@ -32,6 +32,7 @@ from hydra_plugins.significance_launcher.sweep_record import (
     compose_job,
     finish_sweep,
     job_return,
+    refuse_other_settings,
     summary_row,
     with_group,
     write_summary,
@@ -60,15 +61,16 @@ class _SweepRecordMixin:
         """
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        objective, earlier = begin_batch(self.config, sweep_dir, initial_job_idx)
         jobs = [
             compose_job(self.hydra_context, self.config, initial_job_idx + i, overrides)
             for i, overrides in enumerate(job_overrides)
         ]
-        todo = [job for job in jobs if not job.error and not job.finished_before]
+        refuse_other_settings(sweep_dir, jobs)
+        objective, earlier = begin_batch(self.config, sweep_dir, initial_job_idx)
+        todo = [job for job in jobs if job.config is not None and not job.finished_before]
         submitted = {job.index for job in todo}
         for job in jobs:
-            if not job.error and job.index not in submitted:
+            if job.config is not None and job.index not in submitted:
                 log.info("#%d finished in an earlier run of this sweep: skipped", job.index)
         completed: dict[int, bool] = {}
         slots = threading.Semaphore(int(self.params.get("array_parallelism") or 0) or len(jobs))
@@ -85,7 +87,7 @@ class _SweepRecordMixin:
                 thread.join(0.5)
         rows = {}
         for job in jobs:
-            if job.error or (job.index in submitted and not completed.get(job.index)):
+            if job.config is None or (job.index in submitted and not completed.get(job.index)):
                 status = "failed"
             elif job.index not in submitted:
                 status = "skipped"

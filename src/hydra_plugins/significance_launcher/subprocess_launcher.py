@@ -34,6 +34,7 @@ from hydra_plugins.significance_launcher.sweep_record import (
     finish_sweep,
     job_return,
     quote,
+    refuse_other_settings,
     summary_row,
     with_group,
     write_summary,
@@ -93,6 +94,11 @@ class SubprocessLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        pending = [
+            compose_job(self.hydra_context, self.config, initial_job_idx + i, list(overrides))
+            for i, overrides in enumerate(job_overrides)
+        ]
+        refuse_other_settings(sweep_dir, pending)
         objective, earlier = begin_batch(self.config, sweep_dir, initial_job_idx)
         log.info(
             "Launching %d jobs into %s, %d at a time, each in its own process",
@@ -100,7 +106,6 @@ class SubprocessLauncher(Launcher):
             sweep_dir,
             self.max_parallel,
         )
-        pending = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         running: list[_Job] = []
         finished: dict[int, tuple[SweepJob, dict[str, Any]]] = {}
 
@@ -111,8 +116,8 @@ class SubprocessLauncher(Launcher):
         try:
             while pending or running:
                 while pending and len(running) < self.max_parallel:
-                    job = compose_job(self.hydra_context, self.config, *pending.pop(0))
-                    if job.error:  # does not compose, or its folder holds other settings
+                    job = pending.pop(0)
+                    if job.config is None:
                         record(job, summary_row(job, "failed"))
                     elif job.finished_before:  # resume=false retrains even a finished job
                         log.info("#%d finished in an earlier run of this sweep: skipped", job.index)

@@ -32,7 +32,7 @@ from significance.run_files import (
     SUMMARY_FILE,
     finished_result,
 )
-from significance.run_settings import length_changed, settings_conflict
+from significance.run_settings import conflicting_settings, length_changed
 from significance.search import objective_name, objective_value, search_of, write_search
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ class SweepJob:
     overrides: list[str]
     job_dir: Path
     config: Optional[DictConfig]  # noqa: UP045  None when the overrides do not compose
-    error: str = ""  # set before it runs: it is not run (does not compose, other settings)
+    error: str = ""
+    conflict: str = ""  # the settings in which its folder's earlier run differs (run_settings)
 
     @property
     def finished_before(self) -> bool:
@@ -96,13 +97,25 @@ def compose_job(
         return SweepJob(
             index, list(overrides), sweep_dir / f"{index}_failed", None, _describe(error)
         )
-    # An earlier run of this sweep with other settings left its job here: neither resumed nor
-    # skipped, whose figures would then stand for these settings.
     retrain = OmegaConf.select(config, "resume") is False
-    conflict = "" if retrain else settings_conflict(job_dir, config)
-    if conflict:
-        log.error("#%d is not run: %s", index, conflict)
-    return SweepJob(index, list(overrides), job_dir, config, conflict)
+    conflict = "" if retrain else conflicting_settings(job_dir, config)
+    return SweepJob(index, list(overrides), job_dir, config, conflict=conflict)
+
+
+def refuse_other_settings(sweep_dir: Path, jobs: Sequence[SweepJob]) -> None:
+    """Stop, before any job runs or any record of the sweep is rewritten, if an earlier run of
+    it with other settings left its jobs here: resumed or skipped, their figures would stand
+    for these settings."""
+    refused = [job for job in jobs if job.conflict]
+    if not refused:
+        return
+    named = "; ".join(f"#{job.index} ({job.conflict})" for job in refused[:2])
+    more = f" and {len(refused) - 2} more jobs" if len(refused) > 2 else ""
+    raise ConfigurationError(
+        f"{sweep_dir} holds an earlier run of this sweep with other settings: {named}{more}. "
+        "Run the sweep into a new folder (hydra.sweep.dir), or add resume=false to train "
+        "every job afresh there"
+    )
 
 
 def with_group(overrides: Sequence[str], sweep_dir: Path) -> list[str]:
@@ -195,7 +208,12 @@ def job_return(job: SweepJob, row: dict[str, Any], sweep_dir: Path, objective: s
     if row["status"] in FINISHED_STATUSES:
         record.status = JobStatus.COMPLETED
         record.return_value = objective_value(finished_result(job.job_dir), objective)
-        log.info("#%d: %s = %s, handed to the sweeper", job.index, objective, record.return_value)
+        config = job.config if job.config is not None else OmegaConf.create()
+        searching = OmegaConf.select(config, "hydra.sweeper.direction") is not None
+        level = logging.INFO if searching else logging.DEBUG  # only a search's sweeper reads it
+        log.log(
+            level, "#%d: %s = %s, handed to the sweeper", job.index, objective, record.return_value
+        )
     else:
         record.status = JobStatus.FAILED
         record.return_value = SweepJobFailed(
@@ -208,10 +226,12 @@ def job_return(job: SweepJob, row: dict[str, Any], sweep_dir: Path, objective: s
 
 def finish_sweep(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Log the tally and write the sweep's `results.md` (its jobs' results stand regardless)."""
-    failed = sum(row["status"] not in FINISHED_STATUSES for row in rows)
+    statuses = [row["status"] for row in rows]
+    failed = sum(status not in FINISHED_STATUSES for status in statuses)
     log.info(
-        "Sweep finished: %d ok, %d failed; summary in %s",
+        "Sweep finished: %d ok (%d of them skipped, finished before), %d failed; summary in %s",
         len(rows) - failed,
+        statuses.count("skipped"),
         failed,
         sweep_dir / SUMMARY_FILE,
     )
