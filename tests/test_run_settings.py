@@ -11,7 +11,7 @@ from significance.errors import ResumeError
 from significance.run_files import LAST_CHECKPOINT, RESULT_FILE, SETTINGS_FILE
 from significance.run_settings import changed_settings, run_settings, settings_conflict
 from significance.tasks import Task
-from significance.training.train import choose_resume
+from significance.training.checkpoints import choose_resume
 
 
 def started_run(compose_train, *overrides: str) -> tuple:

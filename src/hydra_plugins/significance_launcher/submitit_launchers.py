@@ -29,10 +29,9 @@ from omegaconf import OmegaConf
 from hydra_plugins.significance_launcher.sweep_record import (
     SweepJob,
     begin_batch,
-    compose_job,
+    compose_jobs,
     finish_sweep,
     job_return,
-    refuse_other_settings,
     summary_row,
     with_group,
     write_summary,
@@ -61,11 +60,7 @@ class _SweepRecordMixin:
         """
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        jobs = [
-            compose_job(self.hydra_context, self.config, initial_job_idx + i, overrides)
-            for i, overrides in enumerate(job_overrides)
-        ]
-        refuse_other_settings(sweep_dir, jobs)
+        jobs = compose_jobs(self.hydra_context, self.config, initial_job_idx, job_overrides)
         objective, earlier = begin_batch(self.config, sweep_dir, initial_job_idx)
         todo = [job for job in jobs if job.config is not None and not job.finished_before]
         submitted = {job.index for job in todo}

@@ -30,11 +30,10 @@ from omegaconf import DictConfig
 from hydra_plugins.significance_launcher.sweep_record import (
     SweepJob,
     begin_batch,
-    compose_job,
+    compose_jobs,
     finish_sweep,
     job_return,
     quote,
-    refuse_other_settings,
     summary_row,
     with_group,
     write_summary,
@@ -94,11 +93,7 @@ class SubprocessLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        pending = [
-            compose_job(self.hydra_context, self.config, initial_job_idx + i, list(overrides))
-            for i, overrides in enumerate(job_overrides)
-        ]
-        refuse_other_settings(sweep_dir, pending)
+        pending = compose_jobs(self.hydra_context, self.config, initial_job_idx, job_overrides)
         objective, earlier = begin_batch(self.config, sweep_dir, initial_job_idx)
         log.info(
             "Launching %d jobs into %s, %d at a time, each in its own process",

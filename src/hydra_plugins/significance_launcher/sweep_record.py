@@ -102,6 +102,22 @@ def compose_job(
     return SweepJob(index, list(overrides), job_dir, config, conflict=conflict)
 
 
+def compose_jobs(
+    hydra_context: HydraContext,
+    sweep_config: DictConfig,
+    initial_job_idx: int,
+    job_overrides: Sequence[Sequence[str]],
+) -> list[SweepJob]:
+    """Every job of a batch composed (`compose_job`), refused whole if any would resume or skip
+    a run of other settings (`refuse_other_settings`)."""
+    jobs = [
+        compose_job(hydra_context, sweep_config, initial_job_idx + i, list(overrides))
+        for i, overrides in enumerate(job_overrides)
+    ]
+    refuse_other_settings(Path(str(sweep_config.hydra.sweep.dir)).resolve(), jobs)
+    return jobs
+
+
 def refuse_other_settings(sweep_dir: Path, jobs: Sequence[SweepJob]) -> None:
     """Stop, before any job runs or any record of the sweep is rewritten, if an earlier run of
     it with other settings left its jobs here: resumed or skipped, their figures would stand

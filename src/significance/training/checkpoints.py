@@ -15,11 +15,14 @@ from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
 
 from significance.errors import CheckpointSaveError, ResumeError
 from significance.files import atomic_write
 from significance.models.module import read_checkpoint
 from significance.run_files import LAST_CHECKPOINT, RESULT_FILE, SKIPPED_FILE, SPLIT_FILE
+from significance.run_settings import length_changed, settings_conflict, write_run_settings
 from significance.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,29 @@ def discard_previous_split(output_dir: Path) -> None:
         if (output_dir / name).is_file():
             log.info("Starting afresh: the previous %s in %s is replaced", name, output_dir)
             (output_dir / name).unlink()
+
+
+def choose_resume(cfg: DictConfig, task: Task, output_dir: Path) -> Path | None:
+    """The last checkpoint this run continues from (checked to be this run's), or None.
+
+    The run's settings are recorded (a resumed run's length may have changed), for a rerun to
+    be checked against.
+    """
+    resume_from = checkpoint_to_resume(cfg.get("resume", "auto"), output_dir)
+    if resume_from is not None:
+        conflict = settings_conflict(output_dir, cfg)
+        if conflict:
+            raise ResumeError(conflict)
+        epoch = check_resumable(resume_from, task, cfg.model.name)
+        log.info("Resuming %s from %s (saved in epoch %d)", task.id, resume_from, epoch)
+        expect_own_checkpoints()
+        if rank_zero_only.rank == 0 and length_changed(output_dir, cfg):
+            (output_dir / RESULT_FILE).unlink(missing_ok=True)  # it finished the old length
+    elif rank_zero_only.rank == 0:
+        discard_previous_split(output_dir)
+    if rank_zero_only.rank == 0:
+        write_run_settings(output_dir, cfg)
+    return resume_from
 
 
 def check_resumable(path: Path, task: Task, model_name: str) -> int:

@@ -15,14 +15,12 @@ import torch
 import torch.distributed
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from significance.checkpoint_evaluation import evaluate_checkpoint
 from significance.config import configured_tasks, to_plain
 from significance.data.datamodule import ArtworkDataModule, LoaderSettings
 from significance.data.run_split import CollectionSettings, SplitSettings
-from significance.errors import ResumeError
 from significance.files import write_json
 from significance.hardware import keep_freed_memory, warn_if_bf16_emulated
 from significance.models.build import preprocessing_for
@@ -31,15 +29,11 @@ from significance.models.module import ArtworkClassifier
 from significance.reporting.checkpoint_report import git_commit
 from significance.reporting.dashboard import report_training_run
 from significance.run_files import LAST_CHECKPOINT, RESULT_FILE, SPLIT_FILE
-from significance.run_settings import length_changed, settings_conflict, write_run_settings
 from significance.tasks import Task
 from significance.training.calibration import calibrate_checkpoint
 from significance.training.checkpoints import (
     AtomicCheckpointIO,
-    check_resumable,
-    checkpoint_to_resume,
-    discard_previous_split,
-    expect_own_checkpoints,
+    choose_resume,
 )
 from significance.training.class_weighting import ClassWeightsFromSplit
 from significance.training.metrics_log import ContinueMetricsLog
@@ -99,29 +93,6 @@ def check_settings(cfg: DictConfig, output_dir: Path) -> None:
     validate_training_config(cfg)
     warn_about_settings(cfg)
     warn_if_bf16_emulated(cfg.trainer.precision, cfg.trainer.accelerator)
-
-
-def choose_resume(cfg: DictConfig, task: Task, output_dir: Path) -> Path | None:
-    """The last checkpoint this run continues from (checked to be this run's), or None.
-
-    The run's settings are recorded (a resumed run's length may have changed), for a rerun to
-    be checked against.
-    """
-    resume_from = checkpoint_to_resume(cfg.get("resume", "auto"), output_dir)
-    if resume_from is not None:
-        conflict = settings_conflict(output_dir, cfg)
-        if conflict:
-            raise ResumeError(conflict)
-        epoch = check_resumable(resume_from, task, cfg.model.name)
-        log.info("Resuming %s from %s (saved in epoch %d)", task.id, resume_from, epoch)
-        expect_own_checkpoints()
-        if rank_zero_only.rank == 0 and length_changed(output_dir, cfg):
-            (output_dir / RESULT_FILE).unlink(missing_ok=True)  # it finished the old length
-    elif rank_zero_only.rank == 0:
-        discard_previous_split(output_dir)
-    if rank_zero_only.rank == 0:
-        write_run_settings(output_dir, cfg)
-    return resume_from
 
 
 def build_datamodule(cfg: DictConfig, task: Task, output_dir: Path) -> ArtworkDataModule:
