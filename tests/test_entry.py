@@ -10,6 +10,7 @@ from conftest import PROJECT_ROOT
 from hydra.errors import MissingConfigException
 
 from significance.entry import one_line, updated_arguments
+from significance.errors import ConfigurationError
 
 # Runs an entry script as `python <script> <arguments>` would, then says whether torch loaded.
 PROBE = """
@@ -94,6 +95,14 @@ def test_an_old_setting_name_reaches_the_script_renamed():
     process = _probe("evaluate.py", "cache_file=/nowhere/facts.sqlite", "ckpt=/nowhere/x.ckpt")
     assert "cache_file is now facts_file" in process.stderr
     assert "error: checkpoint /nowhere/x.ckpt not found" in process.stderr
+
+
+def test_a_cause_the_message_already_quotes_is_not_repeated():
+    error = ConfigurationError("cannot load the weights (URLError: offline). Put the file there")
+    error.__cause__ = OSError("URLError: offline")
+    assert one_line(error) == "cannot load the weights (URLError: offline). Put the file there"
+    error.__cause__ = OSError("disk gone")
+    assert one_line(error).endswith("Put the file there: disk gone")
 
 
 def test_a_search_without_the_search_extra_says_how_to_install_it():

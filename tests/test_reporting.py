@@ -203,6 +203,7 @@ def test_sweep_report_separates_configurations_and_lists_failed_jobs(tmp_path: P
                 "seed": seed,
                 "status": status,
                 "exit_code": 0 if status == "ok" else 1,
+                "reason": "" if status == "ok" else "CUDA out of memory",
                 "job_dir": str(job_dir),
                 "overrides": overrides,
             }
@@ -219,7 +220,7 @@ def test_sweep_report_separates_configurations_and_lists_failed_jobs(tmp_path: P
     )
     assert "| `icons/location (optimizer.lr=0.2)` | 1 (n=1) | 0.900 (1 seed) |" in overview
     assert "model=tiny_vgg" not in results  # shared by every job: not a configuration
-    assert "job 3 `icons/location` seed 2: failed" in results
+    assert "job 3 `icons/location` seed 2: failed (CUDA out of memory)" in results
 
 
 def test_results_show_the_test_selected_figure_and_how_much_it_inflates():

@@ -146,9 +146,9 @@ def _is_out_of_gpu_memory(error: BaseException) -> bool:
 def one_line(error: BaseException) -> str:
     """An error's message on one line: its first line, and the first line of its cause."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    cause = error.__cause__
-    if cause is not None and str(cause).strip():
-        first = f"{first.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
+    cause = str(error.__cause__ or "").strip()
+    if cause and cause.splitlines()[0] not in first:  # a message may quote its cause already
+        first = f"{first.rstrip('.')}: {cause.splitlines()[0]}"
     if _caused_by(error, (ConfigKeyError, ConfigAttributeError)):
         first += " (misspelt? a new key needs a leading +)"
     missing = _caused_by(error, (MissingConfigException,))

@@ -233,7 +233,8 @@ def results_markdown(
         lines = [
             f"- job {row['job']} `{row['task']}` seed {row['seed']}"
             f"{' fold ' + row['fold'] if row.get('fold') else ''}: {row['status']} "
-            f"(exit code {row['exit_code'] or 'none'}), `{Path(row['job_dir']).name}`"
+            f"({row.get('reason') or 'exit code ' + (row['exit_code'] or 'none')}), "
+            f"`{Path(row['job_dir']).name}`"
             for row in failed
         ]
         parts.append("## Not included\n\n" + "\n".join(lines))
