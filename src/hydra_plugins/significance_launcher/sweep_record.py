@@ -224,8 +224,7 @@ def job_return(job: SweepJob, row: dict[str, Any], sweep_dir: Path, objective: s
     if row["status"] in FINISHED_STATUSES:
         record.status = JobStatus.COMPLETED
         record.return_value = objective_value(finished_result(job.job_dir), objective)
-        config = job.config if job.config is not None else OmegaConf.create()
-        searching = OmegaConf.select(config, "hydra.sweeper.direction") is not None
+        searching = job.config is not None and search_of(job.config) is not None
         level = logging.INFO if searching else logging.DEBUG  # only a search's sweeper reads it
         log.log(
             level, "#%d: %s = %s, handed to the sweeper", job.index, objective, record.return_value

@@ -237,13 +237,13 @@ class ArtworkDataModule(L.LightningDataModule):
         """
         images, targets, aspects = batch
         images = images.float()
-        if self.trainer is None:
-            return normalize(images, self.preprocessing), targets
-        if self.trainer.training:
+        if self.trainer is not None and self.trainer.training:
             if self.augment_epoch != self.trainer.current_epoch:
                 self.augment_epoch = self.trainer.current_epoch
                 seed = epoch_seed(self.loader.seed, self.augment_epoch, self.trainer.global_rank)
                 self.augment_generator.manual_seed(seed)
             images = augment(images, self.augmentation, self.augment_generator, aspects)
         images = normalize(images, self.preprocessing)
-        return self.trainer.precision_plugin.convert_input(images), targets
+        if self.trainer is not None:
+            images = self.trainer.precision_plugin.convert_input(images)
+        return images, targets
